@@ -1,0 +1,1 @@
+"""Crystallography core: space-group tables, CIF reading, Bragg peak lists, wavelengths."""

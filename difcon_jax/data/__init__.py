@@ -1,0 +1,1 @@
+"""The data side: synthetic structures, the corpus builder and the corpus reader."""

@@ -1,0 +1,113 @@
+"""The corpus: one record per structure with its padded Bragg peak arrays and labels, as a TFDS dataset.
+
+Records are written with a TFDS GeneratorBasedBuilder in the array_record format and read back with
+``tfds.data_source`` (random access, no TensorFlow needed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from difcon_jax.crystallography import spacegroups
+
+NAME = 'difcon_corpus'
+VERSION = '1.0.0'
+SPLITS = ('train', 'test')
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusSpec:
+  """What every record of a corpus shares."""
+  max_peaks: int = 512
+  wavelength: float = 1.5418  # Å; the paper trains at Cu Kα 1.5418
+  two_theta_max: float = 120.0  # degrees
+
+
+def find_cifs(root: str) -> list[str]:
+  """Every .cif and .cif.gz below root, sorted (so that a build is reproducible)."""
+  found = []
+  for dirpath, _, names in os.walk(root):
+    found += [os.path.join(dirpath, n) for n in names if n.lower().endswith(('.cif', '.cif.gz'))]
+  return sorted(found)
+
+
+def split_of(formula: str, space_group: int, test_fraction: float = 0.1) -> str:
+  """Deterministic split by compound: all entries of one (formula, space group) land in the same split."""
+  key = f'{formula.replace(" ", "")}|{int(space_group)}'.encode()
+  u = int.from_bytes(hashlib.sha256(key).digest()[:8], 'big') / 2.0**64
+  return 'test' if u < test_fraction else 'train'
+
+
+def features(spec: CorpusSpec) -> tfds.features.FeaturesDict:
+  p = spec.max_peaks
+  return tfds.features.FeaturesDict({
+      'two_theta': tfds.features.Tensor(shape=(p,), dtype=np.float32, doc='peak positions, degrees 2θ; 0 = pad'),
+      'intensity': tfds.features.Tensor(shape=(p,), dtype=np.float32, doc='M|F|²LP, strongest = 1; 0 = pad'),
+      'num_peaks': tfds.features.Scalar(dtype=np.int32, doc='number of real peaks'),
+      'crystal_system': tfds.features.ClassLabel(names=spacegroups.CRYSTAL_SYSTEMS),
+      'extinction_group': tfds.features.ClassLabel(num_classes=spacegroups.num_extinction_groups()),
+      'space_group': tfds.features.Scalar(dtype=np.int32, doc='ITA number 1-230'),
+      'cell': tfds.features.Tensor(shape=(6,), dtype=np.float32, doc='a, b, c (Å), alpha, beta, gamma (°)'),
+      'formula': tfds.features.Text(),
+      'source_id': tfds.features.Text(),
+  })
+
+
+class _Builder(tfds.core.GeneratorBasedBuilder):
+  """Writes records that were computed beforehand (the corpus builder does the work in parallel)."""
+  name = NAME
+  VERSION = tfds.core.Version(VERSION)
+
+  def __init__(self, *, records: dict[str, list[dict]], spec: CorpusSpec, **kwargs):
+    self._records = records
+    self._spec = spec
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self, features=features(self._spec),
+        description=(f'Bragg peak lists at {self._spec.wavelength} Å, 2θ <= {self._spec.two_theta_max}°, '
+                     f'at most {self._spec.max_peaks} peaks per structure (the strongest kept).'),
+        metadata=tfds.core.MetadataDict(wavelength=self._spec.wavelength, max_peaks=self._spec.max_peaks,
+                                        two_theta_max=self._spec.two_theta_max))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {split: self._generate_examples(split) for split in SPLITS if self._records.get(split)}
+
+  def _generate_examples(self, split):
+    for rec in self._records[split]:
+      yield rec['source_id'], rec
+
+
+def write(records: dict[str, list[dict]], spec: CorpusSpec, out_dir: str) -> str:
+  """Writes the splits as a TFDS dataset under out_dir; returns the dataset directory."""
+  builder = _Builder(records=records, spec=spec, data_dir=out_dir, file_format='array_record')
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(verify_ssl=False))
+  return os.fspath(builder.data_dir)
+
+
+def dataset_dir(path: str) -> str:
+  """Accepts the build's --out folder or the dataset's own version folder."""
+  for candidate in (path, os.path.join(path, NAME, VERSION)):
+    if os.path.exists(os.path.join(candidate, 'dataset_info.json')):
+      return candidate
+  raise FileNotFoundError(f'{path}: no {NAME} dataset here (expected dataset_info.json)')
+
+
+def data_sources(path: str) -> dict[str, object]:
+  """Random-access sources per split (``source[i]`` is one record of numpy arrays)."""
+  builder = tfds.builder_from_directory(dataset_dir(path))
+  return {split: builder.as_data_source(split=split) for split in builder.info.splits}
+
+
+def load_arrays(path: str, split: str) -> dict[str, np.ndarray]:
+  """A whole split as stacked numpy arrays (for small corpora, tests and the HAND baseline)."""
+  source = data_sources(path)[split]
+  recs = [source[i] for i in range(len(source))]
+  return {k: np.stack([r[k] for r in recs]) for k in recs[0]} if recs else {}

@@ -1,0 +1,81 @@
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from difcon_jax.crystallography import spacegroups
+from difcon_jax.data import build
+from difcon_jax.data import corpus
+from conftest import STRUCTURES
+
+
+@pytest.fixture(scope='module')
+def cif_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('cifs')
+  (root / 'sub').mkdir()
+  for p in STRUCTURES.glob('*.cif'):
+    shutil.copy(p, root / ('sub' if 'o' in p.stem else '.') / p.name)
+  (root / 'broken.cif').write_text('data_broken\n_cell_length_a 5\n')
+  return root
+
+
+def _digest(folder):
+  h = hashlib.sha256()
+  for name in sorted(os.listdir(folder)):
+    if name.endswith('array_record') or 'array_record-' in name:
+      h.update(open(os.path.join(folder, name), 'rb').read())
+  return h.hexdigest()
+
+
+def test_build_reads_back_and_reports(cif_dir, tmp_path):
+  report = build.build(str(cif_dir), str(tmp_path / 'a'), workers=2, progress=False)
+  n_good = len(list(STRUCTURES.glob('*.cif')))
+  assert report['files'] == n_good + 1
+  assert sum(report['written'].values()) == n_good
+  assert [s['source_id'] for s in report['skipped']] == ['broken.cif']
+  assert 'broken.cif' in report['skipped'][0]['reason']
+  assert json.load(open(tmp_path / 'a' / 'build_report.json'))['skipped'] == report['skipped']
+
+  sources = corpus.data_sources(str(tmp_path / 'a'))
+  records = [src[i] for src in sources.values() for i in range(len(src))]
+  by_id = {r['source_id'].decode() if isinstance(r['source_id'], bytes) else r['source_id']: r for r in records}
+  si = by_id['si.cif']
+  assert si['space_group'] == 227 and si['crystal_system'] == 6
+  assert si['extinction_group'] == spacegroups.extinction_group(227)
+  n = si['num_peaks']
+  assert si['two_theta'].shape == (512,) and np.all(si['two_theta'][n:] == 0) and si['intensity'].max() == 1.0
+  assert abs(si['two_theta'][0] - 28.44) < 0.05  # 111 at Cu Kα 1.5418
+  corundum = by_id[os.path.join('sub', 'corundum.cif')]  # found in a subfolder
+  assert corundum['space_group'] == 167 and corundum['crystal_system'] == 4
+
+
+def test_build_is_deterministic(cif_dir, tmp_path):
+  a = build.build(str(cif_dir), str(tmp_path / 'a'), workers=2, progress=False)
+  b = build.build(str(cif_dir), str(tmp_path / 'b'), workers=1, progress=False)
+  assert _digest(a['dataset']) == _digest(b['dataset'])
+  # Running again into the same folder replaces the dataset with the same one.
+  c = build.build(str(cif_dir), str(tmp_path / 'a'), workers=2, progress=False)
+  assert _digest(c['dataset']) == _digest(b['dataset'])
+
+
+def test_split_is_by_compound():
+  assert corpus.split_of('Na Cl', 225) == corpus.split_of('NaCl', 225)
+  splits = [corpus.split_of(f'X{i}', 14) for i in range(2000)]
+  assert 0.07 < splits.count('test') / 2000 < 0.13
+
+
+def test_too_many_peaks_keeps_the_strongest(tmp_path):
+  spec = corpus.CorpusSpec(max_peaks=10)
+  rec = build.make_record(str(STRUCTURES / 'kyanite.cif'), str(STRUCTURES), spec)
+  assert rec['num_peaks'] == 10 and 'kept the strongest 10' in rec['notes'][0]
+  assert np.all(np.diff(rec['two_theta']) > 0)
+
+
+def test_cli_without_cifs(tmp_path):
+  import subprocess, sys
+  out = subprocess.run([sys.executable, '-m', 'difcon_jax.data.build', '--cifs', str(tmp_path), '--out',
+                        str(tmp_path / 'o')], capture_output=True, text=True)
+  assert out.returncode == 2 and 'no .cif' in out.stderr and 'Traceback' not in out.stderr

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from difcon_jax.crystallography import wavelength as wl
+
+
+def test_round_trip():
+  tt = np.linspace(5, 150, 50)
+  back = wl.convert_two_theta(wl.convert_two_theta(tt, 1.5418, 0.7107), 0.7107, 1.5418)
+  np.testing.assert_allclose(back, tt, rtol=0, atol=1e-9)
+
+
+def test_same_d():
+  tt_mo = np.array([10.0, 20.0, 30.0])
+  tt_cu = wl.convert_two_theta(tt_mo, 0.7107, 1.5418)
+  np.testing.assert_allclose(wl.two_theta_to_d(tt_mo, 0.7107), wl.two_theta_to_d(tt_cu, 1.5418), rtol=1e-12)
+  # The paper's formula, written out.
+  np.testing.assert_allclose(tt_cu, 2 * np.degrees(np.arcsin(1.5418 / 0.7107 * np.sin(np.radians(tt_mo) / 2))))
+
+
+def test_truncation_when_target_wavelength_is_longer():
+  # Mo 2θ' = 60° is d = 0.7107 Å: Cu (1.5418 Å) cannot reach it (λ/2d > 1).
+  out = wl.convert_two_theta(np.array([30.0, 60.0]), 0.7107, 1.5418)
+  assert np.isfinite(out[0]) and np.isnan(out[1])
+  # The other way nothing is lost.
+  assert np.all(np.isfinite(wl.convert_two_theta(np.linspace(1, 179, 100), 1.5418, 0.7107)))
+
+
+def test_d_to_two_theta_out_of_reach():
+  assert np.isnan(wl.d_to_two_theta(np.array([0.5]), 1.5418))[0]
+
+
+def test_anodes():
+  assert wl.anode_wavelength('cu') == 1.5418
+  assert wl.anode_wavelength('Mo') == pytest.approx(0.7107)
+  with pytest.raises(ValueError, match='unknown anode'):
+    wl.anode_wavelength('Xx')
