@@ -29,16 +29,6 @@ from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure as structure_lib
 from difcon_jax.data import corpus
 
-_CIFS = flags.DEFINE_string('cifs', None, 'Folder of CIFs (searched recursively for .cif and .cif.gz).')
-_OUT = flags.DEFINE_string('out', None, 'Output folder.')
-_WORKERS = flags.DEFINE_integer('workers', None, 'Processes (default: all CPU cores).')
-_MAX_PEAKS = flags.DEFINE_integer('max_peaks', 512, 'Peaks kept per structure (the strongest).')
-_WAVELENGTH = flags.DEFINE_float('wavelength', 1.5418, 'Wavelength of the peak lists, Å.')
-_TT_MAX = flags.DEFINE_float('two_theta_max', 120.0, 'Highest 2θ, degrees.')
-_TEST_FRACTION = flags.DEFINE_float('test_fraction', 0.1, 'Share of compounds in the test split.')
-_DEFAULT_B = flags.DEFINE_float('default_b', 0.0, 'Isotropic B (Å²) for sites without displacement parameters.')
-_ON_MISMATCH = flags.DEFINE_enum('on_mismatch', 'skip', ['skip', 'keep'],
-                                 'What to do with a CIF whose declared space group disagrees with its atoms.')
 
 
 def make_record(path: str, root: str, spec: corpus.CorpusSpec, default_b: float = 0.0,
@@ -132,16 +122,32 @@ def build(cif_root: str, out: str, spec: corpus.CorpusSpec = corpus.CorpusSpec()
     json.dump(report, f, indent=1)
   return report
 
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Command-line flags; defined only when run as a program, so that importing this module defines none."""
+  flags.DEFINE_string('cifs', None, 'Folder of CIFs (searched recursively for .cif and .cif.gz).')
+  flags.DEFINE_string('out', None, 'Output folder.')
+  flags.DEFINE_integer('workers', None, 'Processes (default: all CPU cores).')
+  flags.DEFINE_integer('max_peaks', 512, 'Peaks kept per structure (the strongest).')
+  flags.DEFINE_float('wavelength', 1.5418, 'Wavelength of the peak lists, Å.')
+  flags.DEFINE_float('two_theta_max', 120.0, 'Highest 2θ, degrees.')
+  flags.DEFINE_float('test_fraction', 0.1, 'Share of compounds in the test split.')
+  flags.DEFINE_float('default_b', 0.0, 'Isotropic B (Å²) for sites without displacement parameters.')
+  flags.DEFINE_enum('on_mismatch', 'skip', ['skip', 'keep'],
+                                   'What to do with a CIF whose declared space group disagrees with its atoms.')
+
 
 def main(argv):
   del argv
-  if not _CIFS.value or not _OUT.value:
+  if not FLAGS.cifs or not FLAGS.out:
     raise app.UsageError('--cifs and --out are required')
-  spec = corpus.CorpusSpec(max_peaks=_MAX_PEAKS.value, wavelength=_WAVELENGTH.value,
-                           two_theta_max=_TT_MAX.value)
+  spec = corpus.CorpusSpec(max_peaks=FLAGS.max_peaks, wavelength=FLAGS.wavelength,
+                           two_theta_max=FLAGS.two_theta_max)
   try:
-    report = build(_CIFS.value, _OUT.value, spec, _WORKERS.value, _DEFAULT_B.value, _ON_MISMATCH.value,
-                   _TEST_FRACTION.value)
+    report = build(FLAGS.cifs, FLAGS.out, spec, FLAGS.workers, FLAGS.default_b, FLAGS.on_mismatch,
+                   FLAGS.test_fraction)
   except FileNotFoundError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
@@ -149,9 +155,10 @@ def main(argv):
     print(f"skipped {item['reason']}", file=sys.stderr)
   print(f"{report['files']} CIFs -> train {report['written']['train']}, test {report['written']['test']}, "
         f"skipped {len(report['skipped'])} ({report['structures_per_second']} structures/s); "
-        f"dataset {report['dataset']}; report {os.path.join(_OUT.value, 'build_report.json')}")
+        f"dataset {report['dataset']}; report {os.path.join(FLAGS.out, 'build_report.json')}")
   return 0
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

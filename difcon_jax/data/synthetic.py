@@ -88,17 +88,24 @@ def parse_groups(spec: str) -> list[int]:
   return sorted(out)
 
 
-_OUT = flags.DEFINE_string('out', None, 'Folder for the CIFs.', required=True)
-_PER_GROUP = flags.DEFINE_integer('per_group', 3, 'Structures per space group.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
-_GROUPS = flags.DEFINE_string('groups', '1-230', 'Space groups, e.g. 1-230 or 14,62,225.')
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Command-line flags; defined only when run as a program, so that importing this module defines none."""
+  flags.DEFINE_string('out', None, 'Folder for the CIFs.', required=True)
+  flags.DEFINE_integer('per_group', 3, 'Structures per space group.')
+  flags.DEFINE_integer('seed', 0, 'Random seed.')
+  flags.DEFINE_string('groups', '1-230', 'Space groups, e.g. 1-230 or 14,62,225.')
 
 
 def main(argv):
   del argv
-  paths = write_synthetic(_OUT.value, parse_groups(_GROUPS.value), _PER_GROUP.value, _SEED.value)
-  print(f'wrote {len(paths)} CIFs to {_OUT.value}')
+  paths = write_synthetic(FLAGS.out, parse_groups(FLAGS.groups), FLAGS.per_group, FLAGS.seed)
+  print(f'wrote {len(paths)} CIFs to {FLAGS.out}')
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
