@@ -1,0 +1,200 @@
+"""The augmentation kernel against its NumPy reference, and the properties a user relies on."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from difcon_jax.augment import kernel
+from difcon_jax.augment import params
+from difcon_jax.augment import reference
+
+GRID = params.grid_config()
+
+
+def _peaks(rng, batch, p, real):
+  tt = np.zeros((batch, p), np.float32)
+  y = np.zeros((batch, p), np.float32)
+  for b in range(batch):
+    tt[b, :real] = np.sort(rng.uniform(3, 118, real))
+    y[b, :real] = rng.uniform(0.01, 1, real)
+    y[b, rng.integers(real)] = 1.0
+  return tt, y
+
+
+@functools.cache
+def _draws_fn(dist, batch, p):
+  cfg = params.config(dist)
+  return jax.jit(lambda key: kernel.sample_draws(key, cfg, batch, p))
+
+
+def _draws(dist, batch, p, seed=0):
+  return _draws_fn(dist, batch, p)(jax.random.key(seed))
+
+
+@functools.cache
+def _render_fn(dist):
+  """One compiled pattern renderer per distribution, shared by the tests (compiling dominates their time)."""
+  cfg = params.config(dist)
+  return jax.jit(jax.vmap(lambda t, yy, d: kernel.render(t, yy, d, cfg)))
+
+
+@functools.cache
+def _augment_fn(dist):
+  return kernel.make_augment_fn(params.config(dist))
+
+
+@pytest.mark.parametrize('dist', ['train', 'invariance_test', 'ideal'])
+def test_whole_chain_matches_reference(dist):
+  cfg = params.config(dist)
+  tt, y = _peaks(np.random.default_rng(1), 3, 64, 40)
+  draws = _draws(dist, 3, 64)
+  out = _render_fn(dist)(tt, y, draws)
+  for i in range(3):
+    ref = reference.render(tt[i], y[i], {k: np.asarray(v[i]) for k, v in draws.items()}, cfg)
+    np.testing.assert_allclose(np.asarray(out[i]), ref, atol=2e-6)
+
+
+def test_profile_matches_reference_including_edges_and_asymmetry():
+  rng = np.random.default_rng(2)
+  index = np.array([-200, -100, 0, 5, 3000, 3001, 3001, 11990, 12100, 12300])  # outside, edges, shared bins
+  y = rng.uniform(0.1, 1, len(index)).astype(np.float32)
+  fwhm = rng.uniform(0.005, 0.05, len(index)).astype(np.float32)
+  for eta, rho in ((0.0, 0.0), (1.0, 0.0), (0.3, 0.8), (0.7, -1.0)):
+    out = jax.jit(lambda i, yy, f: kernel.render_profile(i, yy, f, eta, rho, GRID))(index, y, fwhm)
+    ref = reference.render_profile(index, y, fwhm, eta, rho, GRID)
+    np.testing.assert_allclose(np.asarray(out), ref, atol=2e-6, rtol=1e-4)
+
+
+def test_far_series_is_the_closed_form():
+  k, _ = kernel.window_bins(GRID)
+  w = kernel.bin_width(GRID)
+  coef = kernel._far_coefficients(k, w)
+  o = np.arange(kernel._NEAR_BINS + 1, k + 1)
+  for h in (0.005, 0.02, 0.05):
+    exact = 0.5 * h * (np.arctan(2 * (o + 0.5) * w / h) - np.arctan(2 * (o - 0.5) * w / h))
+    series = sum(h ** (2 * n + 2) * coef[n] for n in range(4))
+    np.testing.assert_allclose(series, exact, rtol=2e-6)
+
+
+@pytest.mark.parametrize('fn,args', [
+    ('caglioti_fwhm', (np.linspace(1, 119, 50), 2e-4, -1e-4, 3e-4, 5e-5)),
+    ('side_widths', (np.linspace(0.005, 0.05, 20), 0.7)),
+    ('crop_peaks', (np.linspace(0, 120, 30), np.ones(30), 10.0, 100.0)),
+    ('scale_intensities', (np.ones(5), np.linspace(-0.01, 0.01, 5))),
+])
+def test_single_operations_match_reference(fn, args):
+  jargs = [jnp.asarray(a, jnp.float32) if isinstance(a, np.ndarray) else a for a in args]
+  np.testing.assert_allclose(np.asarray(getattr(kernel, fn)(*jargs)), getattr(reference, fn)(*args), rtol=1e-5,
+                             atol=1e-7)
+
+
+def test_background_and_crop_match_reference():
+  rng = np.random.default_rng(3)
+  pattern = rng.uniform(0, 1, GRID.num_bins).astype(np.float32)
+  white = rng.uniform(-1, 1, GRID.num_bins).astype(np.float32)
+  gauss = rng.normal(size=GRID.num_bins).astype(np.float32)
+  for dilation in (1, 7, 20):
+    out = kernel.add_background(pattern, white, dilation, 0.05, gauss, 0.02)
+    np.testing.assert_allclose(np.asarray(out), reference.add_background(pattern, white, dilation, 0.05, gauss, 0.02),
+                               atol=1e-5)
+  np.testing.assert_array_equal(np.asarray(kernel.crop_pattern(pattern, 20.0, 100.0, GRID)),
+                                reference.crop_pattern(pattern, 20.0, 100.0, GRID))
+
+
+def test_lone_peak_lands_in_its_bin_and_keeps_its_intensity():
+  for eta, tol in ((0.0, 1e-5), (0.5, 0.01), (1.0, 0.01)):
+    for fwhm in (0.005, 0.02, 0.05):
+      out = kernel.render_profile(jnp.array([3000]), jnp.array([2.5]), jnp.array([fwhm]), eta, 0.3, GRID)
+      assert int(jnp.argmax(out)) == 3000
+      assert abs(float(out.sum()) - 2.5) < 2.5 * tol
+      assert float(out.sum()) <= 2.5 * (1 + 1e-5)
+
+
+def test_ideal_pattern_peak_positions():
+  tt = np.zeros((1, 8), np.float32)
+  y = np.zeros((1, 8), np.float32)
+  tt[0, :3], y[0, :3] = [20.004, 45.0051, 101.2], [1.0, 0.5, 0.8]
+  out = np.asarray(_augment_fn('ideal')(jax.random.key(0), tt, y))[0]
+  for pos in (20.004, 45.0051, 101.2):
+    b = int(pos / 0.01)
+    assert np.argmax(out[b - 20:b + 21]) == 20, pos
+
+
+def test_zero_shift_moves_the_pattern():
+  tt = np.array([[30.0, 60.0]], np.float32)
+  y = np.array([[1.0, 0.6]], np.float32)
+  draws = _draws('ideal', 1, 2)
+  base = _render_fn('ideal')(tt, y, draws)[0]
+  shifted = _render_fn('ideal')(tt, y, {**draws, 'zero_shift': jnp.full((1,), 0.1, jnp.float32)})[0]
+  assert int(jnp.argmax(shifted)) - int(jnp.argmax(base)) == 10
+
+
+def test_train_and_invariance_distributions_do_not_overlap():
+  train, test = params.distribution('train'), params.distribution('invariance_test')
+  assert set(train) == set(test)
+  for name in train:
+    (a0, a1), (b0, b1) = train[name], test[name]
+    assert a1 <= b0 or b1 <= a0, name
+    integer = isinstance(a0, int) and isinstance(b0, int)
+    if integer:
+      assert a1 < b0 or b1 < a0, name
+  # And the draws respect their ranges.
+  for name, dist in (('train', train), ('invariance_test', test)):
+    d = _draws(name, 64, 4)
+    for key in ('zero_shift', 'asymmetry'):
+      lo, hi = dist[key]
+      assert np.all((np.abs(d[key]) >= lo - 1e-7) & (np.abs(d[key]) <= hi + 1e-7)), (name, key)
+    for key in ('eta', 'U', 'V', 'W', 'p', 'crop_low', 'crop_high', 'background'):
+      lo, hi = dist[key]
+      assert np.all((d[key] >= lo - 1e-9) & (d[key] <= hi + 1e-9)), (name, key)
+    count = (np.asarray(d['impurity_intensity']) > 0).sum(1)
+    assert count.min() >= dist['impurities'][0] and count.max() <= dist['impurities'][1]
+
+
+def test_caglioti_parameters_are_latin_hypercube():
+  cfg = params.config('train')
+  d = _draws('train', 64, 4)
+  for name in 'UVWp':
+    lo, hi = cfg.dist[name]
+    strata = np.floor((np.asarray(d[name]) - lo) / (hi - lo) * 64).astype(int)
+    assert sorted(strata) == list(range(64)), name
+
+
+def test_randomness_is_explicit():
+  tt, y = _peaks(np.random.default_rng(4), 2, 32, 20)
+  f = _augment_fn('train')
+  a, b, c = f(jax.random.key(7), tt, y), f(jax.random.key(7), tt, y), f(jax.random.key(8), tt, y)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert float(jnp.abs(a - c).max()) > 1e-3
+
+
+@pytest.mark.parametrize('dist', ['train', 'invariance_test', 'ideal'])
+def test_no_nan_for_degenerate_inputs(dist):
+  p = 8
+  tt = np.zeros((5, p), np.float32)
+  y = np.zeros((5, p), np.float32)
+  tt[1, 0], y[1, 0] = 50.0, 1.0  # one peak
+  tt[2, :2], y[2, :2] = [-5.0, 130.0], [1.0, 1.0]  # peaks beyond the range
+  tt[3, :2], y[3, :2] = [np.nan, 20.0], [1.0, np.inf]  # broken values
+  tt[4, :] = 60.0  # positions but zero intensity: padding only
+  out = np.asarray(_augment_fn(dist)(jax.random.key(0), tt, y))
+  assert out.shape == (5, GRID.num_bins)
+  assert np.all(np.isfinite(out))
+  assert np.abs(out).max() <= 1.0 + 1e-6
+
+
+def test_unknown_distribution():
+  with pytest.raises(ValueError, match='unknown augmentation distribution'):
+    params.distribution('nope')
+
+
+def test_plot_command(tmp_path):
+  import subprocess, sys
+  out = tmp_path / 'fig.png'
+  run = subprocess.run([sys.executable, '-m', 'difcon_jax.augment', '--plot', str(out), '--draws', '1'],
+                       capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr
+  assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
