@@ -1,0 +1,38 @@
+"""The paper-size DIFCON configuration that the files in configs/ start from and change.
+
+Every field the trainer reads is set here, so that a config file shows only what its experiment changes.
+"""
+
+import ml_collections
+
+
+def paper_config() -> ml_collections.ConfigDict:
+  """DIFCON with Barlow Twins (paper section 4.5), sized for accelerators."""
+  c = ml_collections.ConfigDict()
+  c.corpus = 'corpora/icsd'  # a corpus built by python -m difcon_jax.data.build
+  c.seed = 0
+  c.distributed = False  # True: jax.distributed.initialize() (several hosts; see launch/)
+  c.num_bins = 12000
+  c.two_theta_max = 120.0
+  c.augmentation = 'train'  # train, invariance_test or ideal
+  c.static_augmentation = False  # CNNstatic: one fixed draw per example instead of a new one per step
+  c.batch_size = 1024
+  c.steps = 200_000
+  c.log_every = 200
+  c.eval_every = 5000
+  c.eval_batch_size = 1024
+  c.eval_examples = 40_000
+  c.checkpoint_every = 5000
+  c.keep_checkpoints = 3
+  c.best_metric = 'equivariance/space_group_top1'
+  c.ema_decay = 0.0
+  c.model = ml_collections.ConfigDict(dict(
+      stage_sizes=(2, 2, 2, 2), width=64, stem_stride=4, kernel_size=7, embedding_dim=512,
+      projector_dims=(2048, 2048, 2048), norm='batch', bf16=True))
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name='lars', learning_rate=0.2, warmup_steps=5000, final_lr_fraction=0.001, weight_decay=1.5e-6,
+      clip_norm=1.0))
+  c.loss = ml_collections.ConfigDict(dict(
+      crystal_system=1.0, extinction_group=1.0, space_group=1.0,
+      ssl='barlow_twins', ssl_weight=0.005, barlow_lambda=5e-3, temperature=0.1))
+  return c

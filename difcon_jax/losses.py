@@ -1,0 +1,53 @@
+"""Losses: weighted cross-entropies of the heads, Barlow Twins and SimCLR's NT-Xent."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from difcon_jax.models import resnet1d
+
+
+def cross_entropy(log_probs: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean negative log-likelihood of integer labels under [batch, classes] log-probabilities."""
+  return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], -1)[:, 0])
+
+
+def classification_losses(logits: dict, labels: dict) -> dict:
+  """CE of crystal system, extinction group, and space group within the true crystal system's head."""
+  sg_lp = resnet1d.space_group_conditional_log_probs(logits, labels['crystal_system'])
+  return {
+      'crystal_system': cross_entropy(jax.nn.log_softmax(logits['crystal_system']), labels['crystal_system']),
+      'extinction_group': cross_entropy(jax.nn.log_softmax(logits['extinction_group']),
+                                        labels['extinction_group']),
+      'space_group': cross_entropy(sg_lp, labels['space_group']),
+  }
+
+
+def _standardise(z: jax.Array, eps: float = 1e-5) -> jax.Array:
+  """BatchNorm without affine parameters over the (global) batch."""
+  return (z - z.mean(0)) / jnp.sqrt(z.var(0) + eps)
+
+
+def barlow_twins(z1: jax.Array, z2: jax.Array, lambd: float = 5e-3) -> jax.Array:
+  """sum_i (1 - c_ii)² + λ sum_{i≠j} c_ij², c = standardised(z1)ᵀ standardised(z2) / batch.
+
+  z1, z2: [batch, dim] projections of two views. Under jit with a sharded batch the means and the product are
+  over the global batch, as the original method asks.
+  """
+  n = z1.shape[0]
+  c = _standardise(z1).T @ _standardise(z2) / n
+  on_diag = jnp.sum((1 - jnp.diagonal(c)) ** 2)
+  off_diag = jnp.sum(c**2) - jnp.sum(jnp.diagonal(c) ** 2)
+  return on_diag + lambd * off_diag
+
+
+def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.1) -> jax.Array:
+  """SimCLR's loss: each view's positive is the other view of its example, the other 2N-2 are negatives."""
+  z = jnp.concatenate([z1, z2], 0)
+  z = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-12)
+  sim = z @ z.T / temperature
+  n = z1.shape[0]
+  sim = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, sim)
+  positives = jnp.concatenate([jnp.arange(n) + n, jnp.arange(n)])
+  return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(sim, -1), positives[:, None], -1))

@@ -1,0 +1,122 @@
+"""1-D ResNet over a powder pattern with a representation head and the paper's classification heads.
+
+Outputs (logits) and an aux dict (`embedding`, `projection`, `features`) so that evaluators and the
+self-supervised losses reach the intermediate features.
+
+Heads: crystal system (7), extinction group (K), and space group through one head per crystal system over that
+system's space groups (the paper's 7 + 1 heads). `space_group_log_probs` combines them into log p(sg) =
+log p(cs) + log p(sg | cs), so the space group that wins always belongs to the winning crystal system's head
+family, and `predict` picks the space group inside the predicted crystal system: consistent by construction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from difcon_jax.crystallography import spacegroups
+
+# Space groups of each crystal system, and for each space group (1-230) its index inside its system's head.
+SYSTEM_GROUPS = tuple(tuple(spacegroups.space_groups_of_system(i)) for i in range(7))
+HEAD_SIZES = tuple(len(g) for g in SYSTEM_GROUPS)
+SG_SYSTEM = np.array([0] + [spacegroups.crystal_system_index(n) for n in range(1, 231)], np.int32)
+SG_INDEX_IN_SYSTEM = np.array([0] + [n - SYSTEM_GROUPS[SG_SYSTEM[n]][0] for n in range(1, 231)], np.int32)
+
+
+def _norm(kind: str, train: bool, dtype) -> Any:
+  if kind == 'batch':
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
+  if kind == 'group':
+    return nn.GroupNorm(num_groups=8, dtype=dtype)
+  raise ValueError(f'unknown norm {kind!r}: batch or group')
+
+
+class ResidualBlock(nn.Module):
+  features: int
+  strides: int = 1
+  kernel_size: int = 7
+  norm: str = 'batch'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    residual = x
+    y = nn.Conv(self.features, (self.kernel_size,), (self.strides,), padding='SAME', use_bias=False,
+                dtype=self.dtype)(x)
+    y = nn.relu(_norm(self.norm, train, self.dtype)(y))
+    y = nn.Conv(self.features, (self.kernel_size,), padding='SAME', use_bias=False, dtype=self.dtype)(y)
+    y = _norm(self.norm, train, self.dtype)(y)
+    if residual.shape != y.shape:
+      residual = nn.Conv(self.features, (1,), (self.strides,), use_bias=False, dtype=self.dtype)(residual)
+      residual = _norm(self.norm, train, self.dtype)(residual)
+    return nn.relu(residual + y)
+
+
+class DifconNet(nn.Module):
+  """ResNet-1D backbone -> embedding (representation head input) -> projector and classification heads."""
+  num_extinction_groups: int
+  stage_sizes: Sequence[int] = (2, 2, 2, 2)
+  width: int = 32
+  stem_stride: int = 4
+  stage_strides: int = 2
+  kernel_size: int = 7
+  embedding_dim: int = 256
+  projector_dims: Sequence[int] = (512, 512)
+  norm: str = 'batch'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    """x: [batch, bins] patterns. Returns (logits dict, aux dict)."""
+    x = x[..., None].astype(self.dtype)  # [batch, bins, 1]
+    x = nn.Conv(self.width, (15,), (self.stem_stride,), padding='SAME', use_bias=False, dtype=self.dtype)(x)
+    x = nn.relu(_norm(self.norm, train, self.dtype)(x))
+    x = nn.max_pool(x, (3,), (2,), padding='SAME')
+    for i, blocks in enumerate(self.stage_sizes):
+      for j in range(blocks):
+        x = ResidualBlock(self.width * 2**i, self.stage_strides if (j == 0 and i > 0) else 1, self.kernel_size,
+                          self.norm, self.dtype)(x, train)
+    features = jnp.mean(x, axis=1).astype(jnp.float32)  # [batch, channels]
+    embedding = nn.Dense(self.embedding_dim, name='embedding')(features)
+    h = embedding
+    for k, dim in enumerate(self.projector_dims):
+      h = nn.Dense(dim, use_bias=False, name=f'projector_{k}')(h)
+      if k < len(self.projector_dims) - 1:
+        h = nn.relu(nn.BatchNorm(use_running_average=not train, name=f'projector_norm_{k}')(h))
+    z = nn.relu(embedding)
+    logits = {
+        'crystal_system': nn.Dense(7, name='crystal_system_head')(z),
+        'extinction_group': nn.Dense(self.num_extinction_groups, name='extinction_group_head')(z),
+        'space_group': tuple(nn.Dense(n, name=f'space_group_head_{c}')(z) for c, n in enumerate(HEAD_SIZES)),
+    }
+    return logits, {'features': features, 'embedding': embedding, 'projection': h}
+
+
+def space_group_log_probs(logits: dict) -> jax.Array:
+  """[batch, 231] log p(sg) = log p(cs) + log p(sg | cs); column 0 (no space group) is -inf."""
+  cs = jax.nn.log_softmax(logits['crystal_system'], -1)
+  parts = [jnp.full(cs.shape[:1] + (1,), -jnp.inf, cs.dtype)]
+  for c, head in enumerate(logits['space_group']):
+    parts.append(cs[:, c:c + 1] + jax.nn.log_softmax(head, -1))
+  return jnp.concatenate(parts, -1)
+
+
+def space_group_conditional_log_probs(logits: dict, crystal_system: jax.Array) -> jax.Array:
+  """[batch, 231] log p(sg | cs = crystal_system), -inf outside that system (for the training loss)."""
+  parts = [jnp.full(crystal_system.shape + (1,), -jnp.inf)]
+  for c, head in enumerate(logits['space_group']):
+    lp = jax.nn.log_softmax(head, -1)
+    parts.append(jnp.where((crystal_system == c)[:, None], lp, -jnp.inf))
+  return jnp.concatenate(parts, -1)
+
+
+def predict(logits: dict) -> dict:
+  """Top-1 labels, the space group chosen inside the predicted crystal system."""
+  cs = jnp.argmax(logits['crystal_system'], -1)
+  cond = space_group_conditional_log_probs(logits, cs)
+  return {'crystal_system': cs, 'extinction_group': jnp.argmax(logits['extinction_group'], -1),
+          'space_group': jnp.argmax(cond, -1)}

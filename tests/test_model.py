@@ -1,0 +1,41 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from difcon_jax.crystallography import spacegroups
+from difcon_jax.models import resnet1d
+
+
+def _model():
+  return resnet1d.DifconNet(num_extinction_groups=spacegroups.num_extinction_groups(), stage_sizes=(1, 1), width=8,
+                            embedding_dim=16, projector_dims=(32, 32))
+
+
+def test_head_shapes_and_aux():
+  model = _model()
+  x = jax.random.normal(jax.random.key(0), (4, 2000))
+  variables = model.init(jax.random.key(1), x)
+  (logits, aux) = model.apply(variables, x)
+  assert logits['crystal_system'].shape == (4, 7)
+  assert logits['extinction_group'].shape == (4, 112)
+  assert [h.shape[1] for h in logits['space_group']] == [2, 13, 59, 68, 25, 27, 36]
+  assert sum(resnet1d.HEAD_SIZES) == 230
+  assert aux['embedding'].shape == (4, 16) and aux['projection'].shape == (4, 32)
+
+
+def test_space_group_distribution_and_consistency():
+  rng = np.random.default_rng(0)
+  logits = {'crystal_system': jnp.asarray(rng.normal(size=(50, 7)) * 3),
+            'extinction_group': jnp.zeros((50, 112)),
+            'space_group': tuple(jnp.asarray(rng.normal(size=(50, n)) * 3) for n in resnet1d.HEAD_SIZES)}
+  lp = resnet1d.space_group_log_probs(logits)
+  np.testing.assert_allclose(np.asarray(jax.scipy.special.logsumexp(lp, -1)), 0.0, atol=1e-5)
+  pred = resnet1d.predict(logits)
+  for cs, sg in zip(np.asarray(pred['crystal_system']), np.asarray(pred['space_group'])):
+    assert spacegroups.crystal_system_index(int(sg)) == cs
+
+
+def test_index_tables():
+  for sg in (1, 2, 3, 15, 16, 75, 143, 168, 194, 195, 230):
+    cs = resnet1d.SG_SYSTEM[sg]
+    assert resnet1d.SYSTEM_GROUPS[cs][resnet1d.SG_INDEX_IN_SYSTEM[sg]] == sg

@@ -1,0 +1,72 @@
+"""Training: a smoke run, resume equivalence and the 8-device data-parallel step."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from difcon_jax import train
+import train_helpers
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+  return train_helpers.tiny_corpus(str(tmp_path_factory.mktemp('tiny')))
+
+
+def _params(state):
+  return [np.asarray(x) for x in jax.tree.leaves(state.params)]
+
+
+def test_two_step_smoke_training(tiny, tmp_path):
+  state, metrics = train.train_and_evaluate(train_helpers.tiny_config(tiny, steps=2), str(tmp_path))
+  assert int(state.step) == 2
+  for name in ('equivariance', 'invariance'):
+    for head in ('crystal_system', 'extinction_group', 'space_group'):
+      assert 0.0 <= metrics[f'{name}/{head}_top1'] <= metrics[f'{name}/{head}_top5'] <= 1.0
+  assert json.load(open(tmp_path / 'final_metrics.json'))['step'] == 2
+  assert os.path.isdir(tmp_path / 'checkpoints' / '2') and os.path.isdir(tmp_path / 'best')
+  lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+  assert any('train/loss' in l for l in lines) and any('train/grad_norm' in l for l in lines)
+  assert os.listdir(tmp_path / 'tensorboard')
+
+
+def test_resume_reaches_the_same_parameters(tiny, tmp_path):
+  straight, _ = train.train_and_evaluate(train_helpers.tiny_config(tiny, steps=4), str(tmp_path / 'a'))
+  train.train_and_evaluate(train_helpers.tiny_config(tiny, steps=2), str(tmp_path / 'b'))
+  resumed, _ = train.train_and_evaluate(train_helpers.tiny_config(tiny, steps=4), str(tmp_path / 'b'))
+  assert int(resumed.step) == 4
+  for a, b in zip(_params(straight), _params(resumed)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_static_augmentation_is_fixed_per_example(tiny):
+  import jax.numpy as jnp
+  from difcon_jax.augment import params as augment_params
+  config = train_helpers.tiny_config(tiny)
+  config.static_augmentation = True
+  aug = augment_params.config('train', config.num_bins)
+  batch = {'index': jnp.arange(3), 'two_theta': jnp.full((3, 4), 30.0), 'intensity': jnp.ones((3, 4))}
+  a = train.augment_views(config, batch, jax.random.key(1), aug)
+  b = train.augment_views(config, batch, jax.random.key(2), aug)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_eight_devices_match_one(tiny, tmp_path):
+  outs = {}
+  for n in (1, 8):
+    env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}', JAX_PLATFORMS='cpu')
+    out = tmp_path / f'p{n}.npz'
+    run = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), 'train_helpers.py'), tiny,
+                          str(out)], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    outs[n] = np.load(out)
+  assert int(outs[8]['devices']) == 8 and int(outs[1]['devices']) == 1
+  keys = [k for k in outs[1].files if k != 'devices']
+  assert keys
+  for k in keys:
+    np.testing.assert_allclose(outs[8][k], outs[1][k], rtol=2e-4, atol=2e-5, err_msg=k)

@@ -1,0 +1,71 @@
+"""A tiny corpus and config for training tests, and a one-step run used by the multi-device test."""
+
+import os
+import shutil
+import sys
+
+import numpy as np
+
+from difcon_jax.data import build, corpus, sample
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+from configs import quickstart  # pylint: disable=g-import-not-at-top  (configs/ is not a package)
+
+
+def tiny_corpus(out: str, n: int = 120) -> str:
+  cifs = os.path.join(out, 'cifs')
+  os.makedirs(cifs, exist_ok=True)
+  for p in corpus.find_cifs(sample.cif_dir())[::675 // n][:n]:
+    shutil.copy(p, cifs)
+  build.build(cifs, os.path.join(out, 'corpus'), workers=1, progress=False)
+  return os.path.join(out, 'corpus')
+
+
+def tiny_config(corpus_path: str, steps: int = 2):
+  c = quickstart.get_config()
+  c.corpus = corpus_path
+  c.num_bins = 2000
+  c.batch_size = 8
+  c.steps = steps
+  c.log_every = 1
+  c.eval_every = steps
+  c.eval_batch_size = 8
+  c.eval_examples = 8
+  c.checkpoint_every = 2
+  c.model.stage_sizes = (1,)
+  c.model.width = 8
+  c.model.embedding_dim = 16
+  c.model.projector_dims = (32, 32)
+  c.optimizer.warmup_steps = 1
+  return c
+
+
+def one_step_params(corpus_path: str) -> dict:
+  """Parameters after one training step on the first global batch, flattened to {path: array}."""
+  import jax
+  import jax.numpy as jnp
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  from difcon_jax import train
+  from difcon_jax.augment import params as augment_params
+  from difcon_jax.data import input_pipeline
+  import functools
+  config = tiny_config(corpus_path)
+  data = input_pipeline.PeakBatches(config.corpus, 'train', config.batch_size, config.seed)
+  mesh = Mesh(np.array(jax.devices()), ('data',))
+  rep, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  model, tx = train.create_model(config), train.create_optimizer(config)
+  state = jax.device_put(train.init_state(config, model, tx, jnp.zeros((1, config.num_bins))), rep)
+  aug_cfg = augment_params.config(config.augmentation, config.num_bins, config.two_theta_max)
+  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, config=config, aug_cfg=aug_cfg),
+                 in_shardings=(rep, shard), out_shardings=(rep, rep))
+  batch = {k: jax.device_put(v, shard) for k, v in data.batch(0).items()}
+  state, _ = step(state, batch)
+  flat = jax.tree_util.tree_flatten_with_path({'params': state.params, 'batch_stats': state.batch_stats})[0]
+  return {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat}
+
+
+if __name__ == '__main__':
+  # python tests/train_helpers.py CORPUS OUT.npz  (XLA_FLAGS chooses the number of CPU devices)
+  import jax
+  params = one_step_params(sys.argv[1])
+  np.savez(sys.argv[2], devices=jax.device_count(), **params)
