@@ -155,6 +155,9 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   os.makedirs(workdir, exist_ok=True)
   if config.get('distributed', False):
     jax.distributed.initialize()
+  if jax.process_index() == 0:  # predict and evaluate rebuild the model from it
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=1))
   mesh = Mesh(np.array(jax.devices()), ('data',))
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   if config.batch_size % jax.device_count():

@@ -1,0 +1,1 @@
+"""Reading measured powder patterns."""

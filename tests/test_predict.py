@@ -1,0 +1,107 @@
+"""Prediction on measured patterns: preprocessing, consistency, bad files, the command."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from difcon_jax import inference
+from difcon_jax import train
+from difcon_jax.augment import params
+from difcon_jax.crystallography import diffraction
+from difcon_jax.crystallography import spacegroups
+from difcon_jax.crystallography import structure
+from difcon_jax.io import patterns
+import train_helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, 'examples', 'quartz_mo.xy')
+GRID = params.grid_config()
+
+
+def _simulated(wavelength, lo, hi, path):
+  s, _ = structure.read_structure(os.path.join(ROOT, 'tests', 'data', 'structures', 'quartz.cif'))
+  p = diffraction.peak_list(s, wavelength, lo, hi)
+  tt = np.arange(lo, hi, 0.005)
+  y = sum(i * np.exp(-4 * np.log(2) * (tt - t) ** 2 / 0.03**2) for t, i in zip(p.two_theta, p.intensity))
+  np.savetxt(path, np.stack([tt, y + 1e-3 * y.max()], 1), header=f'wavelength {wavelength}')
+  return patterns.read_pattern(str(path))
+
+
+def test_mo_pattern_lands_on_the_cu_pattern(tmp_path):
+  mo = inference.to_grid(_simulated(0.7107, 3, 50, tmp_path / 'mo.xy'), GRID, None)
+  cu = inference.to_grid(_simulated(1.5418, 6, 119, tmp_path / 'cu.xy'), GRID, None)
+  assert not mo.warnings
+  from scipy.signal import find_peaks
+
+  def top_peaks(v):
+    found, props = find_peaks(v, prominence=0.02)
+    return found[np.argsort(props['prominences'])[-6:]]
+
+  top_cu = top_peaks(cu.values)
+  all_mo = find_peaks(mo.values, prominence=0.005)[0]
+  assert len(top_cu) == 6
+  for b in top_cu:  # each strong Cu peak has a Mo-converted peak within 0.02°
+    assert np.min(np.abs(all_mo - b)) <= 2, (b * 0.01, sorted(all_mo * 0.01))
+  # Same shape where both exist (apart from the peak widths, which scale with the conversion).
+  both = (mo.values > 0) & (cu.values > 0)
+  assert np.corrcoef(mo.values[both], cu.values[both])[0, 1] > 0.6
+
+
+def test_truncation_is_reported(tmp_path):
+  # Ag Kα 0.5609 Å up to 60°: d down to 0.56 Å, which Cu Kα cannot reach.
+  g = inference.to_grid(_simulated(0.5609, 3, 60, tmp_path / 'ag.xy'), GRID, None)
+  assert any('truncated' in w for w in g.warnings)
+
+
+def test_outside_the_grid(tmp_path):
+  np.savetxt(tmp_path / 'far.xy', np.stack([np.linspace(150, 170, 50), np.ones(50)], 1))
+  with pytest.raises(patterns.PatternError, match='outside the model grid'):
+    inference.to_grid(patterns.read_pattern(str(tmp_path / 'far.xy')), GRID, 1.5418)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  root = tmp_path_factory.mktemp('model')
+  corpus = train_helpers.tiny_corpus(str(root))
+  config = train_helpers.tiny_config(corpus, steps=2)
+  train.train_and_evaluate(config, str(root / 'work'))
+  return str(root / 'work')
+
+
+def test_predict_command(trained, tmp_path):
+  bad = tmp_path / 'bad.xy'
+  bad.write_text('10 5\n11 6\n12 seven\n')
+  out = tmp_path / 'p.csv'
+  run = subprocess.run([sys.executable, '-m', 'difcon_jax.predict', f'--checkpoint={trained}', f'--input={EXAMPLE}',
+                        f'--input={bad}', '--anode=Mo', f'--output={out}', '--top_k=3',
+                        f'--embeddings={tmp_path / "e.npy"}'], capture_output=True, text=True, cwd=ROOT)
+  assert run.returncode == 1  # one file failed
+  assert 'bad.xy' in run.stderr and 'Traceback' not in run.stderr
+  rows = list(csv.DictReader(open(out)))
+  assert [r['file'] for r in rows] == sorted([EXAMPLE, str(bad)])
+  good = next(r for r in rows if r['status'] == 'ok')
+  bad_row = next(r for r in rows if r['status'] == 'error')
+  assert 'not numbers' in bad_row['error']
+  cs = spacegroups.CRYSTAL_SYSTEMS.index(good['crystal_system_1'])
+  assert spacegroups.crystal_system_index(int(good['space_group_1'])) == cs
+  assert good['space_group_1_symbol'] == spacegroups.symbol(int(good['space_group_1']))
+  probs = [float(good[f'crystal_system_{i}_p']) for i in (1, 2, 3)]
+  assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+  assert np.load(tmp_path / 'e.npy').shape[0] == 1
+
+
+def test_ranked_space_groups_follow_the_predicted_system(trained):
+  model = inference.Model(trained)
+  rng = np.random.default_rng(0)
+  logits, _ = model(rng.uniform(0, 1, (6, model.config.num_bins)).astype(np.float32))
+  top = inference.ranked(logits, 5)
+  cs = np.asarray(top['crystal_system'][0][:, 0])
+  sg = top['space_group'][0]
+  for i in range(6):
+    n_in_system = len(spacegroups.space_groups_of_system(int(cs[i])))
+    for r in range(min(5, n_in_system)):
+      assert spacegroups.crystal_system_index(int(sg[i, r])) == cs[i]
