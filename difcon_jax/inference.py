@@ -14,6 +14,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -97,10 +98,16 @@ class Model:
     self.variables = {'params': params, 'batch_stats': restored['batch_stats']}
     self.step = int(restored['step'])
     self._apply = jax.jit(lambda v, x: self.model.apply(v, x, train=False))
+    # Data parallel over all local devices: the batch is split along a 1-D mesh, the weights replicated.
+    self._mesh = Mesh(np.array(jax.devices()), ('data',))
+    self.variables = jax.device_put(self.variables, NamedSharding(self._mesh, P()))
 
   def __call__(self, x: np.ndarray) -> tuple[dict, dict]:
     """Logits and aux (embeddings) for patterns [batch, bins]."""
-    return self._apply(self.variables, jnp.asarray(x))
+    x = np.asarray(x, np.float32)
+    if len(x) % jax.device_count() == 0:
+      x = jax.device_put(x, NamedSharding(self._mesh, P('data')))
+    return self._apply(self.variables, x)
 
 
 def ranked(logits: dict, k: int) -> dict:

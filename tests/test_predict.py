@@ -9,13 +9,11 @@ import numpy as np
 import pytest
 
 from difcon_jax import inference
-from difcon_jax import train
 from difcon_jax.augment import params
 from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure
 from difcon_jax.io import patterns
-import train_helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, 'examples', 'quartz_mo.xy')
@@ -63,13 +61,9 @@ def test_outside_the_grid(tmp_path):
     inference.to_grid(patterns.read_pattern(str(tmp_path / 'far.xy')), GRID, 1.5418)
 
 
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  root = tmp_path_factory.mktemp('model')
-  corpus = train_helpers.tiny_corpus(str(root))
-  config = train_helpers.tiny_config(corpus, steps=2)
-  train.train_and_evaluate(config, str(root / 'work'))
-  return str(root / 'work')
+@pytest.fixture
+def trained(tiny_workdir):
+  return tiny_workdir
 
 
 def test_predict_command(trained, tmp_path):
@@ -105,3 +99,17 @@ def test_ranked_space_groups_follow_the_predicted_system(trained):
     n_in_system = len(spacegroups.space_groups_of_system(int(cs[i])))
     for r in range(min(5, n_in_system)):
       assert spacegroups.crystal_system_index(int(sg[i, r])) == cs[i]
+
+
+def test_prediction_on_eight_devices_matches_one(trained, tmp_path):
+  code = ('import sys, numpy as np; from difcon_jax import inference; m = inference.Model(sys.argv[1]); '
+          'x = np.random.default_rng(0).uniform(0, 1, (16, m.config.num_bins)).astype(np.float32); '
+          'import jax; np.save(sys.argv[2], np.asarray(m(x)[0]["crystal_system"])); print(jax.device_count())')
+  outs = {}
+  for n in (1, 8):
+    env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}', JAX_PLATFORMS='cpu')
+    run = subprocess.run([sys.executable, '-c', code, trained, str(tmp_path / f'{n}.npy')], env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip().endswith(str(n)), run.stderr[-1500:]
+    outs[n] = np.load(tmp_path / f'{n}.npy')
+  np.testing.assert_allclose(outs[8], outs[1], rtol=1e-4, atol=1e-5)

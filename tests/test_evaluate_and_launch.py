@@ -1,0 +1,100 @@
+"""evaluate, the HAND baseline, the sweep runner and the cluster launch scripts (dry runs)."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from difcon_jax import hand
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def setup(tiny_corpus, tiny_workdir, tmp_path_factory):
+  root = tmp_path_factory.mktemp('eval')
+  corpus = tiny_corpus
+  # A small 'measured' set in the layout of rruff_dev.npz: noisy simulated patterns with their labels.
+  from difcon_jax.augment import kernel, params
+  from difcon_jax.data import corpus as corpus_lib
+  import jax
+  test = corpus_lib.load_arrays(corpus, 'train')
+  cfg = params.config('train', 8500, 85.0)
+  x = np.asarray(kernel.make_augment_fn(cfg)(jax.random.key(0), test['two_theta'][:6], test['intensity'][:6]))
+  tt = (np.arange(8500) + 0.5) * 0.01
+  np.savez(root / 'measured.npz', two_theta=(5 + tt).astype(np.float32), intensity=np.maximum(x, 0) * 1000,
+           space_group=test['space_group'][:6].astype(np.int16), source_id=np.array([f'{i}.npy' for i in range(6)]))
+  return corpus, tiny_workdir, str(root / 'measured.npz')
+
+
+def _run(*args, **kw):
+  return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+@pytest.mark.parametrize('which', ['equivariance', 'experimental'])
+def test_evaluate_writes_metrics_and_pictures(setup, which, tmp_path):
+  corpus, work, measured = setup
+  extra = [f'--data={measured}'] if which == 'experimental' else []
+  run = _run('-m', 'difcon_jax.evaluate', f'--checkpoint={work}', f'--set={which}', f'--out={tmp_path}',
+             '--figure_structures=3', *extra)
+  assert run.returncode == 0, run.stderr[-1500:]
+  m = json.load(open(tmp_path / 'metrics.json'))
+  for h in ('crystal_system', 'extinction_group', 'space_group'):
+    assert 0 <= m[f'{h}_top1'] <= m[f'{h}_top5'] <= 1
+  assert m['examples'] == (6 if which == 'experimental' else m['examples'])
+  assert sum(map(sum, m['crystal_system_confusion'])) == m['examples']
+  assert (tmp_path / 'crystal_system_confusion.png').read_bytes()[:4] == b'\x89PNG'
+  if which == 'equivariance':
+    assert (tmp_path / 'embedding_similarity.png').exists()
+    assert -1 <= m['similarity_between_structures'] <= 1
+
+
+def test_hand_baseline(setup):
+  corpus, _, measured = setup
+  results = hand.run(corpus, measured, trees=20)
+  for name in ('equivariance', 'experimental'):
+    m = results[name]
+    assert 0 <= m['crystal_system_top1'] <= 1 and 0 <= m['space_group_outside_predicted_crystal_system'] <= 1
+  assert results['experimental']['examples'] == 6
+
+
+def test_hand_features():
+  f = hand.features(np.array([[12.0, 5.0, 95.0, 0.0, 30.0]]), np.array([[1.0, 0.5, 1.0, 0.0, 0.001]]))
+  assert f[0, :3].tolist() == [5.0, 12.0, 0.0] and f[0, 10] == 2  # sorted, >90° and weak peaks left out
+
+
+def test_sweep_two_run_grid(setup, tmp_path):
+  corpus, _, measured = setup
+  sweep = tmp_path / 'toy.py'
+  tiny = dict(corpus=corpus, num_bins=2000, batch_size=8, steps=2, log_every=1, eval_every=2, eval_batch_size=8,
+              eval_examples=8, checkpoint_every=2, **{'model.width': 8, 'model.embedding_dim': 16})
+  sweep.write_text(
+      'import sys\ngrid = sys.modules["launch_sweep"].grid\n'
+      f'def get_sweep():\n  return grid({{"name": "q", "config": "configs/quickstart.py", "overrides": {tiny!r}}}, '
+      'loss__ssl_weight=[0.0, 0.005])\n')
+  run = _run('launch/sweep.py', f'--sweep={sweep}', f'--root={tmp_path / "runs"}', '--parallel=2',
+             f'--experimental={measured}')
+  assert run.returncode == 0, run.stdout[-1500:] + run.stderr[-1500:]
+  rows = list(csv.DictReader(open(tmp_path / 'runs' / 'results.csv')))
+  assert [r['model'] for r in rows] == ['q[loss.ssl_weight=0.0]', 'q[loss.ssl_weight=0.005]']
+  for r in rows:
+    for s in ('equivariance', 'invariance', 'experimental'):
+      assert 0 <= float(r[f'{s}/crystal_system']) <= 1
+  assert '| q[loss.ssl_weight=0.0] |' in (tmp_path / 'runs' / 'results.md').read_text()
+
+
+def test_paper_ablation_and_launch_dry_runs():
+  run = _run('launch/sweep.py', '--sweep=configs/sweeps/paper_ablation.py', '--root=/tmp/difcon_dry', '--dry_run')
+  assert run.returncode == 0
+  for model in ('hand', 'cnn_static', 'cnn_aug', 'difcon_simclr', 'difcon_barlow'):
+    assert model in run.stdout
+  slurm = subprocess.run(['bash', 'launch/slurm.sh', 'configs/difcon_barlow.py', 'runs/x'], capture_output=True,
+                         text=True, cwd=ROOT, env=dict(os.environ, DRY_RUN='1'))
+  assert slurm.returncode == 0 and 'srun' in slurm.stdout and '--config.distributed=True' in slurm.stdout
+  tpu = subprocess.run(['bash', 'launch/tpu_vm.sh', 'configs/difcon_barlow.py', 'gs://b/r'], capture_output=True,
+                       text=True, cwd=ROOT, env=dict(os.environ, DRY_RUN='1', TPU='t', ZONE='z'))
+  assert tpu.returncode == 0 and '--worker=all' in tpu.stdout
