@@ -5,7 +5,8 @@ r"""HAND (paper section 4.2): randomised decision trees on hand-made features of
 Features (after Suzuki et al.): the first ten peak positions (2θ at Cu Kα 1.5418 Å, peaks of at least
 --min_intensity of the strongest) and the number of such peaks in 0-90°. Separate ExtraTrees classifiers for
 crystal system, extinction group and space group, trained on the corpus train split; evaluated on the test split
-(the equivariance set) and, when given, on measured patterns whose peaks are picked from the profile. Reports how
+(the equivariance set), on those structures rendered with the invariance_test augmentations and, when given, on
+measured patterns (peaks picked from the profile in both). Reports how
 often the predicted space group falls outside the predicted crystal system.
 """
 
@@ -94,13 +95,24 @@ def run(corpus: str, experimental: str | None = None, min_intensity: float = 0.0
   test = corpus_lib.load_arrays(corpus, 'test')
   model = Hand(trees).fit(features(train['two_theta'], train['intensity'], min_intensity),
                           {h: train[h] for h in HEADS})
-  results = {'equivariance': evaluate(model, features(test['two_theta'], test['intensity'], min_intensity),
-                                      {h: test[h] for h in HEADS})}
+  labels = {h: test[h] for h in HEADS}
+  results = {'equivariance': evaluate(model, features(test['two_theta'], test['intensity'], min_intensity), labels)}
+  # Invariance: the test structures rendered with the invariance_test distribution, peaks picked from the profile.
+  import jax  # pylint: disable=g-import-not-at-top
+  from difcon_jax.augment import kernel as augment_kernel  # pylint: disable=g-import-not-at-top
+  from difcon_jax.augment import params as augment_params  # pylint: disable=g-import-not-at-top
+  grid = augment_params.grid_config()
+  render = augment_kernel.make_augment_fn(augment_params.config('invariance_test'))
+  picked = []
+  for start in range(0, len(test['two_theta']), 64):
+    x = np.asarray(render(jax.random.fold_in(jax.random.key(7), start), test['two_theta'][start:start + 64],
+                          test['intensity'][start:start + 64]))
+    picked += [picked_peaks(np.maximum(v, 0), 120.0 / grid.num_bins) for v in x]
+  x_inv = np.stack([features([t], [y], min_intensity)[0] for t, y in picked])
+  results['invariance'] = evaluate(model, x_inv, labels)
   if experimental:
     from difcon_jax import inference  # pylint: disable=g-import-not-at-top
-    from difcon_jax.augment import params as augment_params  # pylint: disable=g-import-not-at-top
     from difcon_jax.io import patterns  # pylint: disable=g-import-not-at-top
-    grid = augment_params.grid_config()
     d = np.load(experimental)
     tts, ys, sgs = [], [], []
     for i in range(len(d['intensity'])):

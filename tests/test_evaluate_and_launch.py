@@ -56,7 +56,7 @@ def test_evaluate_writes_metrics_and_pictures(setup, which, tmp_path):
 def test_hand_baseline(setup):
   corpus, _, measured = setup
   results = hand.run(corpus, measured, trees=20)
-  for name in ('equivariance', 'experimental'):
+  for name in ('equivariance', 'invariance', 'experimental'):
     m = results[name]
     assert 0 <= m['crystal_system_top1'] <= 1 and 0 <= m['space_group_outside_predicted_crystal_system'] <= 1
   assert results['experimental']['examples'] == 6
