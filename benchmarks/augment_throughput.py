@@ -22,7 +22,7 @@ _PEAKS = flags.DEFINE_integer('peaks', 512, 'Peaks per pattern (padded).')
 _DIST = flags.DEFINE_string('distribution', 'train', 'train, invariance_test or ideal.')
 _CORPUS = flags.DEFINE_string('corpus', None, 'A built corpus (default: build the bundled sample).')
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed kernel calls.')
-_REF_PATTERNS = flags.DEFINE_integer('reference_patterns', 8, 'Patterns rendered by the NumPy reference.')
+_REF_PATTERNS = flags.DEFINE_integer('reference_patterns', 64, 'Patterns rendered by the NumPy reference.')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON line at the end.')
 
 
