@@ -8,7 +8,6 @@ Both sides read the CIF and compute the reflection list, one process, one struct
 import json
 import os
 import platform
-import sys
 import time
 import warnings
 

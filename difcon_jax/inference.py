@@ -82,7 +82,6 @@ class Model:
     from difcon_jax import train  # pylint: disable=g-import-not-at-top
     self.model = train.create_model(self.config)
     self.grid = augment_params.grid_config(self.config.num_bins, 0.0, self.config.two_theta_max)
-    variables = self.model.init(jax.random.key(0), jnp.zeros((1, self.config.num_bins)))
     path = None
     for name in ((which, 'checkpoints') if which == 'best' else ('checkpoints',)):
       mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, name)))

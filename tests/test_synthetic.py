@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from difcon_jax.crystallography import structure as structure_lib
