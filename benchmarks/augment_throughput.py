@@ -1,6 +1,7 @@
 r"""Augmentation throughput: the jitted JAX kernel against the NumPy reference, in the same run.
 
-  python benchmarks/augment_throughput.py [--batch 256] [--peaks 512] [--distribution train] [--json]
+  python benchmarks/augment_throughput.py [--batch 256] [--peaks 512] [--distribution train] [--render_chunk N]
+                                         [--json]
 
 Inputs are real peak lists: the bundled sample corpus (built on the fly into a temporary folder if --corpus is not
 given), padded to --peaks. JAX time is after compilation, blocking on the result; the reference renders a few
@@ -23,6 +24,8 @@ _DIST = flags.DEFINE_string('distribution', 'train', 'train, invariance_test or 
 _CORPUS = flags.DEFINE_string('corpus', None, 'A built corpus (default: build the bundled sample).')
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed kernel calls.')
 _REF_PATTERNS = flags.DEFINE_integer('reference_patterns', 64, 'Patterns rendered by the NumPy reference.')
+_CHUNK = flags.DEFINE_integer('render_chunk', None, 'Patterns rendered together (default: 8 on a CPU, the whole '
+                              'batch on accelerators).')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON line at the end.')
 
 
@@ -43,7 +46,7 @@ def _peak_arrays(peaks):
 def main(argv):
   del argv
   from difcon_jax.augment import kernel, params, reference
-  cfg = params.config(_DIST.value)
+  cfg = params.config(_DIST.value, render_chunk=_CHUNK.value)
   tt_all, y_all, num_peaks = _peak_arrays(_PEAKS.value)
   idx = np.arange(_BATCH.value) % len(tt_all)
   tt, y = jax.device_put(tt_all[idx]), jax.device_put(y_all[idx])
@@ -69,6 +72,7 @@ def main(argv):
   result = dict(jax_patterns_per_s=jax_rate, numpy_patterns_per_s=numpy_rate, ratio=jax_rate / numpy_rate,
                 batch=_BATCH.value, peaks=int(tt.shape[1]), mean_real_peaks=float(np.mean(num_peaks)),
                 bins=cfg.grid.num_bins, distribution=_DIST.value, compile_s=compile_s,
+                render_chunk=kernel.render_chunk(cfg, _BATCH.value),
                 device=f'{device.platform}: {device.device_kind}', num_devices=jax.device_count())
   print(f'JAX {jax_rate:,.0f} patterns/s, NumPy reference {numpy_rate:.1f} patterns/s, ratio {jax_rate / numpy_rate:,.0f}x '
         f'(batch {_BATCH.value}, {tt.shape[1]} peak slots, {cfg.grid.num_bins} bins, {result["device"]}, '

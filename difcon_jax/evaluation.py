@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -44,9 +45,9 @@ class Evaluator:
     self.sharded = NamedSharding(mesh, P('data'))
     seed = config.seed
 
-    def eval_step(state, batch, step):
+    def eval_step(state, batch, step, mesh):
       key = jax.random.fold_in(jax.random.key(seed + 1000), step)
-      x = augment_kernel.augment_batch(key, batch['two_theta'], batch['intensity'], aug_cfg)
+      x = augment_kernel.augment_batch(key, batch['two_theta'], batch['intensity'], aug_cfg, mesh)
       params = state.ema_params if state.ema_params is not None else state.params
       logits, aux = model.apply({'params': params, 'batch_stats': state.batch_stats}, x, train=False)
       labels = {h: batch[h] for h in HEADS}
@@ -54,16 +55,20 @@ class Evaluator:
       hits1 = {h: pred[h] == labels[h] for h in HEADS}
       return hits1, topk_hits(logits, labels, 5)
 
-    self._step = jax.jit(eval_step)
+    # Batches that the devices can share are rendered per device; others (a short last batch) on one.
+    self._sharded_step = jax.jit(functools.partial(eval_step, mesh=mesh))
+    self._step = jax.jit(functools.partial(eval_step, mesh=None))
 
   def run(self, state) -> dict:
     top1_hits = {h: [] for h in HEADS}
     top5_hits = {h: [] for h in HEADS}
     for s in range(self.steps):
       batch = self.data.batch(s)
-      batch = {k: jax.device_put(v, self.sharded) if len(v) % jax.device_count() == 0 else v
-               for k, v in batch.items()}
-      h1, h5 = jax.device_get(self._step(state, batch, s))
+      if len(batch['two_theta']) % jax.device_count() == 0:
+        step_fn, batch = self._sharded_step, jax.device_put(batch, self.sharded)
+      else:
+        step_fn = self._step
+      h1, h5 = jax.device_get(step_fn(state, batch, s))
       for h in HEADS:
         top1_hits[h].append(h1[h])
         top5_hits[h].append(h5[h])

@@ -85,22 +85,22 @@ def init_state(config, model, tx, sample_x) -> TrainState:
 
 # --------------------------------------------------------------------------------------------------- step
 
-def augment_views(config, batch, rng, aug_cfg):
-  """Two augmented views [2, batch, bins] of the peak lists, generated on the device."""
-  fn = functools.partial(augment_kernel.augment_batch, cfg=aug_cfg)
+def augment_views(config, batch, rng, aug_cfg, mesh=None):
+  """Two augmented views [2, batch, bins] of the peak lists, generated on the devices that hold the batch."""
+  tt, y = batch['two_theta'], batch['intensity']
   if config.static_augmentation:
     # CNNstatic: each example's augmentation is fixed once (seeded by its index), not redrawn per step.
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(config.seed + 7), i))(batch['index'])
-    one = lambda k, t, y: fn(k, t[None], y[None])[0]
-    x = jax.vmap(one)(keys, batch['two_theta'], batch['intensity'])
+    draws = jax.vmap(lambda k: augment_kernel.sample_draws(k, aug_cfg, 1, tt.shape[1]))(keys)
+    x = augment_kernel.render_batch(tt, y, jax.tree.map(lambda d: d[:, 0], draws), aug_cfg, mesh)
     return jnp.stack([x, x])
   k1, k2 = jax.random.split(rng)
-  return jnp.stack([fn(k1, batch['two_theta'], batch['intensity']), fn(k2, batch['two_theta'], batch['intensity'])])
+  return jnp.stack([augment_kernel.augment_batch(k, tt, y, aug_cfg, mesh) for k in (k1, k2)])
 
 
-def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg):
+def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg, mesh=None):
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-  views = augment_views(config, batch, rng, aug_cfg)
+  views = augment_views(config, batch, rng, aug_cfg, mesh)
   labels = {k: batch[k] for k in ('crystal_system', 'extinction_group', 'space_group')}
   w = config.loss
 
@@ -181,8 +181,8 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   state = jax.device_put(state, replicated)
   start = int(state.step)
 
-  step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, config=config, aug_cfg=aug_cfg),
-                    in_shardings=(replicated, sharded), out_shardings=(replicated, replicated), donate_argnums=0)
+  step = functools.partial(train_step, model=model, tx=tx, config=config, aug_cfg=aug_cfg, mesh=mesh)
+  step_fn = jax.jit(step, in_shardings=(replicated, sharded), out_shardings=(replicated, replicated), donate_argnums=0)
   evaluators = evaluation.make_evaluators(config, model, mesh)
   writer = evaluation.MetricWriter(workdir)
 

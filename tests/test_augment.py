@@ -97,7 +97,7 @@ def test_background_and_crop_match_reference():
   white = rng.uniform(-1, 1, GRID.num_bins).astype(np.float32)
   gauss = rng.normal(size=GRID.num_bins).astype(np.float32)
   for dilation in (1, 7, 20):
-    out = kernel.add_background(pattern, white, dilation, 0.05, gauss, 0.02)
+    out = kernel.add_background(pattern, white, dilation, 0.05, gauss, 0.02, 20)
     np.testing.assert_allclose(np.asarray(out), reference.add_background(pattern, white, dilation, 0.05, gauss, 0.02),
                                atol=1e-5)
   np.testing.assert_array_equal(np.asarray(kernel.crop_pattern(pattern, 20.0, 100.0, GRID)),
@@ -169,6 +169,38 @@ def test_randomness_is_explicit():
   a, b, c = f(jax.random.key(7), tt, y), f(jax.random.key(7), tt, y), f(jax.random.key(8), tt, y)
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert float(jnp.abs(a - c).max()) > 1e-3
+
+
+def test_arctan_is_float32_accurate():
+  x = np.concatenate([np.linspace(-3, 3, 60001), np.geomspace(1e-6, 1e6, 20001), -np.geomspace(1e-6, 1e6, 201),
+                      [0.0, np.inf, -np.inf]]).astype(np.float32)
+  np.testing.assert_allclose(np.asarray(jax.jit(kernel._atan)(x)), np.arctan(x.astype(np.float64)), atol=2e-7,
+                             rtol=2e-7)
+
+
+def test_per_bin_noise_statistics():
+  white, gauss = (np.asarray(a) for a in kernel._per_bin_noise(jax.random.key(3), (64, 12000)))
+  assert white.min() > -1 and white.max() < 1
+  assert abs(white.mean()) < 0.005 and abs(white.var() - 1 / 3) < 0.005  # U(-1, 1)
+  assert abs(gauss.mean()) < 0.005 and abs(gauss.std() - 1) < 0.005
+  assert abs(np.mean(np.abs(gauss) > 1.96) - 0.05) < 0.003  # normal tails, not uniform ones
+  corr = lambda a, b: abs(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+  assert corr(white[:, 1:], white[:, :-1]) < 0.005  # neighbouring bins
+  assert corr(white[1:], white[:-1]) < 0.005  # neighbouring patterns
+  assert corr(white, gauss) < 0.005  # the two halves of one draw
+  again, _ = kernel._per_bin_noise(jax.random.key(3), (64, 12000))
+  other, _ = kernel._per_bin_noise(jax.random.key(4), (64, 12000))
+  np.testing.assert_array_equal(np.asarray(again), white)
+  assert corr(np.asarray(other), white) < 0.005
+
+
+@pytest.mark.parametrize('chunk', [1, 3, 7])
+def test_chunked_rendering_is_the_vmapped_one(chunk):
+  tt, y = _peaks(np.random.default_rng(5), 7, 64, 30)
+  draws = _draws('train', 7, 64)
+  whole = jax.jit(lambda t, yy, d: kernel.render_batch(t, yy, d, params.config('train', render_chunk=7)))
+  chunked = jax.jit(lambda t, yy, d: kernel.render_batch(t, yy, d, params.config('train', render_chunk=chunk)))
+  np.testing.assert_allclose(np.asarray(chunked(tt, y, draws)), np.asarray(whole(tt, y, draws)), atol=1e-6)
 
 
 @pytest.mark.parametrize('dist', ['train', 'invariance_test', 'ideal'])

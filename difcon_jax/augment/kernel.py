@@ -14,6 +14,9 @@ clipped to [0.005, 0.05]°) and scaled so that the area is the peak's intensity.
 of the profile over the bin (differences of the closed-form CDF at the bin edges), so a peak narrower than a
 bin keeps its integrated intensity. Every peak is evaluated on its own window: ±32·FWHM_max for the Lorentzian
 part (tail mass outside < 1%) and ±3·FWHM_max for the Gaussian part, and scatter-added into the pattern.
+
+`render_batch` renders a batch in a loop of chunks (8 patterns on a CPU, where a chunk's windows stay in cache;
+the whole batch on accelerators) and, given a device mesh, each device its own share of the batch.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def sample_draws(key: jax.Array, cfg: ml_collections.ConfigDict, batch: int, num
   """
   d, g = cfg.dist, cfg.grid
   n, m = g.num_bins, cfg.max_impurities
-  k_lhs, k_scalar, k_sign, k_peaks, k_imp, k_white, k_gauss = jax.random.split(key, 7)
+  k_lhs, k_scalar, k_sign, k_peaks, k_imp, k_noise = jax.random.split(key, 6)
   out = {}
   lhs = _latin_hypercube(k_lhs, batch, 4)
   for i, name in enumerate('UVWp'):
@@ -95,9 +98,35 @@ def sample_draws(key: jax.Array, cfg: ml_collections.ConfigDict, batch: int, num
   lo, hi = d.impurity_intensity
   out['impurity_two_theta'] = g.two_theta_min + 1.0 + imp[0] * (g.two_theta_max - g.two_theta_min - 2.0)
   out['impurity_intensity'] = (lo + imp[1] * (hi - lo)) * (jnp.arange(m)[None, :] < out.pop('impurities')[:, None])
-  out['white'] = jax.random.uniform(k_white, (batch, n), minval=-1.0, maxval=1.0)
-  out['gauss'] = jax.random.normal(k_gauss, (batch, n))
+  out['white'], out['gauss'] = _per_bin_noise(k_noise, (batch, n))
   return out
+
+
+def _mix32(x):
+  """A bijective 32-bit integer mixer (Wellons' `lowbias32`): every output bit depends on every input bit."""
+  x = x ^ (x >> 16)
+  x = x * jnp.uint32(0x7FEB352D)
+  x = x ^ (x >> 15)
+  x = x * jnp.uint32(0x846CA68B)
+  return x ^ (x >> 16)
+
+
+def _per_bin_noise(key, shape):
+  """White noise U(-1, 1) and standard normal noise, one value of each per bin.
+
+  The generator is counter-based: 32 bits for bin i of pattern b are mix(mix(i + s0_b) ^ s1_b), with the two
+  seeds s_b drawn from `key` (threefry); the halves of the 32 bits give the two values (65,536 levels each; the
+  normal tails end at 4.3σ). Threefry for all 12,000 bins of every pattern was half of the kernel's time on a
+  CPU (docs/benchmarks.md); this is elementwise integer arithmetic, so it also partitions over devices freely.
+  """
+  *batch, n = shape
+  seeds = jax.random.bits(key, (*batch, 2), jnp.uint32)
+  counter = jnp.arange(n, dtype=jnp.uint32)
+  bits = _mix32(_mix32(counter + seeds[..., :1]) ^ seeds[..., 1:])
+  to_unit = lambda b: (b.astype(jnp.float32) + 0.5) * (2.0 / 65536) - 1.0  # centres of 65,536 cells of (-1, 1)
+  white = to_unit(bits >> 16)
+  gauss = math.sqrt(2.0) * jax.scipy.special.erfinv(to_unit(bits & 0xFFFF))
+  return white, gauss
 
 
 # ------------------------------------------------------------------------------------------------- operations
@@ -153,9 +182,23 @@ def _half_cdf_gauss(x, h):
   return 0.5 * h * _GAUSS_AREA * jax.scipy.special.erf(2 * math.sqrt(_LN2) * x / h)
 
 
+def _atan(x):
+  """arctan to float32 accuracy (absolute error < 2e-7) in plain arithmetic: Cephes' atanf (reduction to
+  |t| <= tan(π/8) and a degree-9 odd polynomial). XLA's CPU arctan is a scalar call per element, five times
+  slower here, and the Lorentzian CDF evaluates one per bin edge of every peak."""
+  a = jnp.abs(x)
+  big = a > 2.414213562373095  # tan(3π/8)
+  mid = a > 0.41421356237309503  # tan(π/8)
+  t = jnp.where(big, -1 / jnp.where(big, a, 1), jnp.where(mid, (a - 1) / (a + 1), a))
+  offset = jnp.where(big, math.pi / 2, jnp.where(mid, math.pi / 4, 0.0))
+  z = t * t
+  poly = (((8.05374449538e-2 * z - 1.38776856032e-1) * z + 1.99777106478e-1) * z - 3.33329491539e-1) * z * t + t
+  return jnp.sign(x) * (offset + poly)
+
+
 def _half_cdf_lorentz(x, h):
   """∫_0^x 1 / (1 + 4u²/h²) du (odd in x)."""
-  return 0.5 * h * jnp.arctan(2 * x / h)
+  return 0.5 * h * _atan(2 * x / h)
 
 
 # Offsets up to this many bins from the peak's bin get the closed-form CDF (atan, erf); beyond it the Lorentzian
@@ -244,15 +287,18 @@ def render_profile(index, intensity, fwhm, eta, asymmetry, grid):
   return jax.lax.dynamic_slice_in_dim(padded, pad, n)
 
 
-def add_background(pattern, white, dilation, amplitude, gauss, counting):
+def add_background(pattern, white, dilation, amplitude, gauss, counting, max_dilation: int):
   """White noise of `amplitude` (relative to the strongest point) smoothed over `dilation` bins, plus
-  intensity-dependent (counting) noise of relative size `counting`·sqrt(y)."""
+  intensity-dependent (counting) noise of relative size `counting`·sqrt(y).
+
+  The smoothing is the mean of white[j : j + dilation] (shorter at the end), summed as `max_dilation` masked
+  shifted copies: XLA's CPU cumulative sum over 12,000 bins costs three times as much.
+  """
   top = jnp.max(pattern)
-  c = jnp.concatenate([jnp.zeros(1, white.dtype), jnp.cumsum(white)])
   n = white.shape[0]
-  j = jnp.arange(n)
-  hi = jnp.minimum(j + dilation, n)
-  smooth = (c[hi] - c[j]) / (hi - j)  # box mean over the next `dilation` bins
+  padded = jnp.concatenate([white, jnp.zeros(max_dilation, white.dtype)])
+  box = sum(jnp.where(d < dilation, padded[d:d + n], 0.0) for d in range(max_dilation))
+  smooth = box / jnp.minimum(dilation, n - jnp.arange(n))
   counting_noise = counting * jnp.sqrt(jnp.maximum(pattern, 0.0) * top) * gauss
   return pattern + amplitude * top * smooth + counting_noise
 
@@ -285,18 +331,51 @@ def render(two_theta, intensity, draws: Draws, cfg: ml_collections.ConfigDict):
   pattern = render_profile(index, y, fwhm, draws['eta'], draws['asymmetry'], g)
   pattern = normalise(pattern)
   pattern = add_background(pattern, draws['white'], draws['dilation'], draws['background'], draws['gauss'],
-                           draws['counting_noise'])
+                           draws['counting_noise'], int(cfg.dist.dilation[1]))
   pattern = crop_pattern(pattern, draws['crop_low'], draws['crop_high'], g)
   return normalise(pattern)
 
 
-def augment_batch(key: jax.Array, two_theta: jax.Array, intensity: jax.Array,
-                  cfg: ml_collections.ConfigDict) -> jax.Array:
-  """Patterns [batch, num_bins] from padded peak arrays [batch, p]."""
+def render_chunk(cfg: ml_collections.ConfigDict, batch: int) -> int:
+  """Patterns rendered together by one vmapped call, in a sequential loop over the batch. On a CPU, chunks of
+  8 are fastest (a chunk's profile windows stay in cache; the whole batch at once is half as fast: see
+  docs/benchmarks.md); on accelerators, the whole batch at once."""
+  chunk = cfg.get('render_chunk')
+  if chunk is None:
+    chunk = 8 if jax.default_backend() == 'cpu' else batch
+  return max(1, min(int(chunk), batch))
+
+
+def render_batch(two_theta: jax.Array, intensity: jax.Array, draws: Draws, cfg: ml_collections.ConfigDict,
+                 mesh: jax.sharding.Mesh | None = None) -> jax.Array:
+  """Patterns [batch, num_bins] from padded peak arrays [batch, p] and their draws, `render_chunk` at a time.
+
+  With a `mesh` whose devices split the batch, each device renders its own share (shard_map): the sequential
+  loop of the CPU path must not run over a sharded axis.
+  """
+  def local(t, y, d):
+    one = lambda a: render(a[0], a[1], a[2], cfg)
+    chunk = render_chunk(cfg, t.shape[0])
+    if chunk >= t.shape[0]:
+      return jax.vmap(one)((t, y, d))
+    return jax.lax.map(one, (t, y, d), batch_size=chunk)
+
+  if mesh is not None and mesh.size > 1:
+    spec = jax.sharding.PartitionSpec(mesh.axis_names)
+    local = jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec)
+  return local(two_theta, intensity, draws)
+
+
+def augment_batch(key: jax.Array, two_theta: jax.Array, intensity: jax.Array, cfg: ml_collections.ConfigDict,
+                  mesh: jax.sharding.Mesh | None = None) -> jax.Array:
+  """Patterns [batch, num_bins] from padded peak arrays [batch, p].
+
+  The draws are made for the whole batch, so that a pattern does not depend on how many devices share it.
+  """
   draws = sample_draws(key, cfg, two_theta.shape[0], two_theta.shape[1])
-  return jax.vmap(lambda t, y, d: render(t, y, d, cfg))(two_theta, intensity, draws)
+  return render_batch(two_theta, intensity, draws, cfg, mesh)
 
 
-def make_augment_fn(cfg: ml_collections.ConfigDict) -> Any:
+def make_augment_fn(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None) -> Any:
   """jit-compiled augment_batch for one config (the config is static)."""
-  return jax.jit(lambda key, tt, y: augment_batch(key, tt, y, cfg))
+  return jax.jit(lambda key, tt, y: augment_batch(key, tt, y, cfg, mesh))
