@@ -46,6 +46,36 @@ def test_resume_reaches_the_same_parameters(tiny, tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_a_kill_during_saving_loses_no_saved_checkpoint(tiny, tmp_path):
+  """SIGKILL a run that saves at every step (so it is most likely inside a save), then resume it."""
+  import signal
+  import time
+  import orbax.checkpoint as ocp
+  work = tmp_path / 'work'
+  ckpt = work / 'checkpoints'
+  helper = os.path.join(os.path.dirname(__file__), 'train_helpers.py')
+  proc = subprocess.Popen([sys.executable, helper, 'train', tiny, str(work), '100000'], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  finished = lambda: sorted(int(p.name) for p in ckpt.glob('*') if p.name.isdigit()) if ckpt.exists() else []
+  deadline = time.time() + 300
+  while len(finished()) < 4 and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  saved_before = finished()
+  proc.send_signal(signal.SIGKILL)
+  _, err = proc.communicate()
+  assert len(saved_before) >= 4, err[-2000:]
+  # Every checkpoint that was complete before the kill is still listed and restorable.
+  manager = ocp.CheckpointManager(str(ckpt))
+  assert set(saved_before) <= set(manager.all_steps())
+  for step in saved_before:
+    restored = manager.restore(step)
+    assert int(restored['step']) == step
+  # And the run resumes from the newest complete one.
+  latest = max(manager.all_steps())
+  state, _ = train.train_and_evaluate(train_helpers.tiny_config(tiny, steps=latest + 1), str(work))
+  assert int(state.step) == latest + 1
+
+
 def test_static_augmentation_is_fixed_per_example(tiny):
   import jax.numpy as jnp
   from difcon_jax.augment import params as augment_params

@@ -56,8 +56,8 @@ def one_step_params(corpus_path: str) -> dict:
   model, tx = train.create_model(config), train.create_optimizer(config)
   state = jax.device_put(train.init_state(config, model, tx, jnp.zeros((1, config.num_bins))), rep)
   aug_cfg = augment_params.config(config.augmentation, config.num_bins, config.two_theta_max)
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, config=config, aug_cfg=aug_cfg),
-                 in_shardings=(rep, shard), out_shardings=(rep, rep))
+  step = functools.partial(train.train_step, model=model, tx=tx, config=config, aug_cfg=aug_cfg, mesh=mesh)
+  step = jax.jit(step, in_shardings=(rep, shard), out_shardings=(rep, rep))
   batch = {k: jax.device_put(v, shard) for k, v in data.batch(0).items()}
   state, _ = step(state, batch)
   flat = jax.tree_util.tree_flatten_with_path({'params': state.params, 'batch_stats': state.batch_stats})[0]
@@ -65,7 +65,15 @@ def one_step_params(corpus_path: str) -> dict:
 
 
 if __name__ == '__main__':
-  # python tests/train_helpers.py CORPUS OUT.npz  (XLA_FLAGS chooses the number of CPU devices)
-  import jax
-  params = one_step_params(sys.argv[1])
-  np.savez(sys.argv[2], devices=jax.device_count(), **params)
+  if sys.argv[1] == 'train':
+    # python tests/train_helpers.py train CORPUS WORKDIR STEPS: a run that saves at every step.
+    from difcon_jax import train
+    config = tiny_config(sys.argv[2], steps=int(sys.argv[4]))
+    config.checkpoint_every = 1
+    config.keep_checkpoints = 1000
+    train.train_and_evaluate(config, sys.argv[3])
+  else:
+    # python tests/train_helpers.py CORPUS OUT.npz  (XLA_FLAGS chooses the number of CPU devices)
+    import jax
+    params = one_step_params(sys.argv[1])
+    np.savez(sys.argv[2], devices=jax.device_count(), **params)
