@@ -12,6 +12,10 @@ def paper_config() -> ml_collections.ConfigDict:
   c.corpus = 'corpora/icsd'  # a corpus built by python -m difcon_jax.data.build
   c.seed = 0
   c.distributed = False  # True: jax.distributed.initialize() (several hosts; see launch/)
+  # For distributed runs outside a cluster JAX recognises (None: found from SLURM, Open MPI, k8s, Cloud TPU).
+  c.coordinator_address = ml_collections.config_dict.placeholder(str)  # 'host:port' of process 0
+  c.num_processes = ml_collections.config_dict.placeholder(int)
+  c.process_id = ml_collections.config_dict.placeholder(int)
   c.num_bins = 12000
   c.two_theta_max = 120.0
   c.augmentation = 'train'  # train, invariance_test or ideal

@@ -56,7 +56,8 @@ class Evaluator:
       return hits1, topk_hits(logits, labels, 5)
 
     # Batches that the devices can share are rendered per device; others (a short last batch) on one.
-    self._sharded_step = jax.jit(functools.partial(eval_step, mesh=mesh))
+    # Hits come back replicated: with several hosts, each can then read all of them.
+    self._sharded_step = jax.jit(functools.partial(eval_step, mesh=mesh), out_shardings=NamedSharding(mesh, P()))
     self._step = jax.jit(functools.partial(eval_step, mesh=None))
 
   def run(self, state) -> dict:
@@ -101,9 +102,10 @@ class MetricWriter:
   """Scalars to TensorBoard event files (tensorboardX, no TensorFlow) and to metrics.jsonl in the workdir."""
 
   def __init__(self, workdir: str):
-    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
-    self._tb = None
+    """Only the first process writes (every process has the same replicated metrics)."""
+    self._jsonl = self._tb = None
     if jax.process_index() == 0:
+      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
         self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
@@ -111,6 +113,8 @@ class MetricWriter:
         pass
 
   def write(self, step: int, scalars: dict) -> None:
+    if self._jsonl is None:
+      return
     self._jsonl.write(json.dumps({'step': step, **{k: float(v) for k, v in scalars.items()}}) + '\n')
     self._jsonl.flush()
     if self._tb is not None:
@@ -119,6 +123,7 @@ class MetricWriter:
       self._tb.flush()
 
   def close(self) -> None:
-    self._jsonl.close()
+    if self._jsonl is not None:
+      self._jsonl.close()
     if self._tb is not None:
       self._tb.close()

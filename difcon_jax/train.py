@@ -154,7 +154,9 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   """Trains per config, resuming from workdir; returns the final state and the last evaluation metrics."""
   os.makedirs(workdir, exist_ok=True)
   if config.get('distributed', False):
-    jax.distributed.initialize()
+    # Unset fields (None) are found by JAX from the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU).
+    jax.distributed.initialize(coordinator_address=config.get('coordinator_address'),
+                               num_processes=config.get('num_processes'), process_id=config.get('process_id'))
   if jax.process_index() == 0:  # predict and evaluate rebuild the model from it
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=1))
@@ -231,8 +233,9 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   latest.wait_until_finished()
   best.wait_until_finished()
   writer.close()
-  with open(os.path.join(workdir, 'final_metrics.json'), 'w') as f:
-    json.dump({'step': int(state.step), **{k: float(v) for k, v in last_eval.items()}}, f, indent=1)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'final_metrics.json'), 'w') as f:
+      json.dump({'step': int(state.step), **{k: float(v) for k, v in last_eval.items()}}, f, indent=1)
   return state, last_eval
 
 

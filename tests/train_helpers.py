@@ -65,7 +65,20 @@ def one_step_params(corpus_path: str) -> dict:
 
 
 if __name__ == '__main__':
-  if sys.argv[1] == 'train':
+  if sys.argv[1] == 'distributed':
+    # python tests/train_helpers.py distributed CORPUS WORKDIR OUT.npz [COORDINATOR NUM_PROCESSES PROCESS_ID]:
+    # two training steps, as one of several processes when the last three are given; saves the parameters.
+    import jax
+    from difcon_jax import train
+    config = tiny_config(sys.argv[2], steps=2)
+    if len(sys.argv) > 5:
+      config.distributed = True
+      config.coordinator_address, config.num_processes, config.process_id = sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
+    state, _ = train.train_and_evaluate(config, sys.argv[3])
+    flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
+    np.savez(sys.argv[4], processes=jax.process_count(), devices=jax.device_count(),
+             **{jax.tree_util.keystr(k): np.asarray(v) for k, v in flat})
+  elif sys.argv[1] == 'train':
     # python tests/train_helpers.py train CORPUS WORKDIR STEPS: a run that saves at every step.
     from difcon_jax import train
     config = tiny_config(sys.argv[2], steps=int(sys.argv[4]))
