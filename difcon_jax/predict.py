@@ -1,7 +1,7 @@
 r"""Batch prediction on measured powder patterns.
 
   python -m difcon_jax.predict --checkpoint=runs/quickstart --input=PATH [--input=PATH ...] [PATH ...] \
-      --output=preds.csv [--wavelength=1.5406 | --anode=Cu] [--top_k=5] [--embeddings=emb.npy]
+      --output=preds.csv [--wavelength=1.5406 | --anode=Cu] [--top-k=5] [--embeddings=emb.npy]
 
 Inputs are files, folders or globs (quote them). Each file gets one CSV row: the top-k crystal systems,
 extinction groups and space groups (number and symbol) with probabilities, the space groups led by those of
@@ -34,6 +34,7 @@ def define_flags():
   flags.DEFINE_float('wavelength', None, 'Measurement wavelength, Å (else the file\'s, else Cu Kα).')
   flags.DEFINE_string('anode', None, 'Cu, Mo, Co, Fe, Cr or Ag (instead of --wavelength).')
   flags.DEFINE_integer('top_k', 5, 'Ranked labels per head.')
+  flags.DEFINE_alias('top-k', 'top_k')
   flags.DEFINE_string('embeddings', None, 'Write the embeddings of the good files here (.npy, rows in CSV order).')
   flags.DEFINE_integer('batch_size', 64, 'Patterns per model call.')
   flags.DEFINE_bool('remove_background', True, 'Subtract a SNIP background before prediction.')

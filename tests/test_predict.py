@@ -70,9 +70,10 @@ def test_predict_command(trained, tmp_path):
   bad = tmp_path / 'bad.xy'
   bad.write_text('10 5\n11 6\n12 seven\n')
   out = tmp_path / 'p.csv'
-  run = subprocess.run([sys.executable, '-m', 'difcon_jax.predict', f'--checkpoint={trained}', f'--input={EXAMPLE}',
-                        f'--input={bad}', '--anode=Mo', f'--output={out}', '--top_k=3',
-                        f'--embeddings={tmp_path / "e.npy"}'], capture_output=True, text=True, cwd=ROOT)
+  # The spelling of the documentation: --input PATH..., --top-k N.
+  run = subprocess.run([sys.executable, '-m', 'difcon_jax.predict', f'--checkpoint={trained}', '--anode=Mo',
+                        '--output', str(out), '--top-k', '3', f'--embeddings={tmp_path / "e.npy"}', '--input',
+                        EXAMPLE, str(bad)], capture_output=True, text=True, cwd=ROOT)
   assert run.returncode == 1  # one file failed
   assert 'bad.xy' in run.stderr and 'Traceback' not in run.stderr
   rows = list(csv.DictReader(open(out)))

@@ -1,0 +1,69 @@
+"""The host-side input pipeline: deterministic per (seed, step), per-epoch permutations, disjoint host slices."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from difcon_jax.data import corpus
+from difcon_jax.data import input_pipeline
+
+
+@pytest.fixture(scope='module')
+def corpus_path(tiny_corpus):
+  return tiny_corpus
+
+
+def test_every_epoch_is_a_new_permutation(corpus_path):
+  data = input_pipeline.PeakBatches(corpus_path, 'train', 8, seed=3)
+  n = data.size
+  stream = np.concatenate([data.batch(s)['index'] for s in range(-(-3 * n // 8))])
+  epochs = [stream[e * n:(e + 1) * n] for e in range(3)]
+  for e in epochs:
+    assert sorted(e) == list(range(n))
+  assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[1], epochs[2])
+  assert not np.array_equal(epochs[0], np.arange(n))
+
+
+def test_batches_are_a_function_of_seed_and_step(corpus_path):
+  a = input_pipeline.PeakBatches(corpus_path, 'train', 8, seed=1)
+  b = input_pipeline.PeakBatches(corpus_path, 'train', 8, seed=1, in_memory=False)
+  c = input_pipeline.PeakBatches(corpus_path, 'train', 8, seed=2)
+  for step in (0, 7, 40):
+    x, y = a.batch(step), b.batch(step)
+    assert set(x) == {'index', *input_pipeline.FIELDS}
+    for k in x:
+      np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+  assert not np.array_equal(a.batch(0)['index'], c.batch(0)['index'])
+  # The record under an index is that example's.
+  whole = corpus.load_arrays(corpus_path, 'train')
+  x = a.batch(3)
+  for k in input_pipeline.FIELDS:
+    np.testing.assert_array_equal(x[k], whole[k][x['index']], err_msg=k)
+
+
+def test_hosts_read_disjoint_slices_of_the_global_batch(corpus_path):
+  one = input_pipeline.PeakBatches(corpus_path, 'train', 12, seed=5)
+  hosts = [input_pipeline.PeakBatches(corpus_path, 'train', 12, seed=5, process_index=p, process_count=3)
+           for p in range(3)]
+  for step in (0, 1, 30):
+    parts = [h.batch(step)['index'] for h in hosts]
+    assert all(len(p) == 4 for p in parts)
+    np.testing.assert_array_equal(np.concatenate(parts), one.batch(step)['index'])
+  with pytest.raises(ValueError, match='not divisible'):
+    input_pipeline.PeakBatches(corpus_path, 'train', 10, process_count=3)
+
+
+def test_prefetch_resumes_at_a_step(corpus_path):
+  data = input_pipeline.PeakBatches(corpus_path, 'train', 8, seed=0)
+  got = list(itertools.islice(data.prefetch(17), 4))
+  assert [s for s, _ in got] == [17, 18, 19, 20]
+  for s, b in got:
+    np.testing.assert_array_equal(b['index'], data.batch(s)['index'])
+
+
+def test_evaluation_order_wraps_around(corpus_path):
+  data = input_pipeline.PeakBatches(corpus_path, 'test', 8, shuffle=False)
+  n = data.size
+  stream = np.concatenate([data.batch(s)['index'] for s in range(-(-n // 8))])
+  np.testing.assert_array_equal(stream[:n], np.arange(n))
