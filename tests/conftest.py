@@ -1,6 +1,19 @@
+import atexit
+import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
+
+# One persistent XLA compilation cache for this test session, shared by the subprocesses the tests start (they
+# inherit the environment): the training tests compile the same small programs many times over. A fresh folder
+# each session, removed at the end, so nothing carries over between runs.
+_CACHE = tempfile.mkdtemp(prefix='difcon_jax_test_xla_cache_')
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
+os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
 
 DATA = pathlib.Path(__file__).parent / 'data'
 STRUCTURES = DATA / 'structures'
