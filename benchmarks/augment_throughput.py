@@ -74,7 +74,8 @@ def main(argv):
                 bins=cfg.grid.num_bins, distribution=_DIST.value, compile_s=compile_s,
                 render_chunk=kernel.render_chunk(cfg, _BATCH.value),
                 device=f'{device.platform}: {device.device_kind}', num_devices=jax.device_count())
-  print(f'JAX {jax_rate:,.0f} patterns/s, NumPy reference {numpy_rate:.1f} patterns/s, ratio {jax_rate / numpy_rate:,.0f}x '
+  print(f'JAX {jax_rate:,.0f} patterns/s, NumPy reference {numpy_rate:.1f} patterns/s, '
+        f'ratio {jax_rate / numpy_rate:,.0f}x '
         f'(batch {_BATCH.value}, {tt.shape[1]} peak slots, {cfg.grid.num_bins} bins, {result["device"]}, '
         f'compile {compile_s:.1f} s)')
   if _JSON.value:

@@ -73,7 +73,8 @@ if __name__ == '__main__':
     config = tiny_config(sys.argv[2], steps=2)
     if len(sys.argv) > 5:
       config.distributed = True
-      config.coordinator_address, config.num_processes, config.process_id = sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
+      config.coordinator_address = sys.argv[5]
+      config.num_processes, config.process_id = int(sys.argv[6]), int(sys.argv[7])
     state, _ = train.train_and_evaluate(config, sys.argv[3])
     flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
     np.savez(sys.argv[4], processes=jax.process_count(), devices=jax.device_count(),

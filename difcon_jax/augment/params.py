@@ -66,7 +66,7 @@ GAUSS_WINDOW_FWHM = 3.0
 
 def config(distribution_name: str = 'train', num_bins: int = 12000, two_theta_max: float = 120.0,
            max_impurities: int = 10, render_chunk: int | None = None) -> ml_collections.ConfigDict:
-  """render_chunk: patterns rendered together by one vmapped call (None: 1 on a CPU, the whole batch on
+  """render_chunk: patterns rendered together by one vmapped call (None: 8 on a CPU, the whole batch on
   accelerators; see kernel.render_chunk)."""
   c = ml_collections.ConfigDict(dict(grid=grid_config(num_bins, 0.0, two_theta_max),
                                      dist=distribution(distribution_name), max_impurities=max_impurities))

@@ -37,14 +37,14 @@ class PeakBatches:
     self.size = len(source)
     if self.size == 0:
       raise ValueError(f'{path}: split {split!r} is empty')
-    self.global_batch = global_batch
     self.local_batch = global_batch // process_count
     if in_memory:
       recs = [source[i] for i in range(self.size)]
       arrays = {k: np.stack([r[k] for r in recs]) for k in FIELDS}
-      lookup = lambda i: {'index': np.int64(i), **{k: v[i] for k, v in arrays.items()}}
+      read = lambda i: {k: v[i] for k, v in arrays.items()}
     else:
-      lookup = lambda i: {'index': np.int64(i), **{k: source[int(i)][k] for k in FIELDS}}
+      read = lambda i: source[int(i)]  # one record read per example
+    lookup = lambda i: {'index': np.int64(i), **{k: v for k, v in read(i).items() if k in FIELDS}}
     indices = grain.MapDataset.range(self.size)
     if shuffle:
       indices = indices.shuffle(seed=seed)
