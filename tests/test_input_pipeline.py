@@ -31,7 +31,7 @@ def test_batches_are_a_function_of_seed_and_step(corpus_path):
   c = input_pipeline.PeakBatches(corpus_path, 'train', 8, seed=2)
   for step in (0, 7, 40):
     x, y = a.batch(step), b.batch(step)
-    assert set(x) == {'index', *input_pipeline.FIELDS}
+    assert set(x) == {'index', *input_pipeline.FIELDS, *input_pipeline.OPTIONAL_FIELDS}
     for k in x:
       np.testing.assert_array_equal(x[k], y[k], err_msg=k)
   assert not np.array_equal(a.batch(0)['index'], c.batch(0)['index'])

@@ -61,3 +61,10 @@ def test_absences_from_operations():
   assert sg._absent_mask(14, hkl).tolist() == [False, False, True, False, True, False]
   # Fm-3m: h, k, l all even or all odd.
   assert sg._absent_mask(225, hkl).tolist() == [True, False, True, False, True, True]
+
+
+def test_symbols_are_the_short_hermann_mauguin_ones():
+  assert sg.symbol(14) == 'P21/c'
+  assert sg.symbol(227) == 'Fd-3m'
+  # Rhombohedral groups are R..., whatever setting the table is in.
+  assert [sg.symbol(n) for n in (146, 148, 166, 167)] == ['R3', 'R-3', 'R-3m', 'R-3c']

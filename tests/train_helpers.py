@@ -15,7 +15,8 @@ from configs import quickstart  # pylint: disable=g-import-not-at-top  (configs/
 def tiny_corpus(out: str, n: int = 120) -> str:
   cifs = os.path.join(out, 'cifs')
   os.makedirs(cifs, exist_ok=True)
-  for p in corpus.find_cifs(sample.cif_dir())[::675 // n][:n]:
+  paths = corpus.find_cifs(sample.cif_dir())
+  for p in paths[::len(paths) // n][:n]:
     shutil.copy(p, cifs)
   build.build(cifs, os.path.join(out, 'corpus'), workers=1, progress=False)
   return os.path.join(out, 'corpus')

@@ -148,12 +148,28 @@ def _empty() -> PeakList:
   return PeakList(z, z, np.zeros((0, 3), dtype=int), np.zeros(0, dtype=int), z, z)
 
 
+def _coincident_groups(two_theta: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+  """Group index [p] of each sorted position (neighbours closer than tolerance share one) and the first of each."""
+  new = np.concatenate([[True], np.diff(two_theta) > tolerance])
+  return np.cumsum(new) - 1, new
+
+
 def merge_coincident(peaks: PeakList, tolerance: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
   """Positions and summed intensities of the peaks that one measurement sees: families closer than
   `tolerance` degrees (e.g. cubic 333 and 511) become one peak. Returns (two_theta [q], intensity [q])."""
   if len(peaks) == 0:
     return np.zeros(0), np.zeros(0)
-  new = np.concatenate([[True], np.diff(peaks.two_theta) > tolerance])
-  group = np.cumsum(new) - 1
+  group, first = _coincident_groups(peaks.two_theta, tolerance)
   intensity = np.bincount(group, weights=peaks.intensity)
-  return peaks.two_theta[new], intensity
+  return peaks.two_theta[first], intensity
+
+
+def merged_hkl(peaks: PeakList, tolerance: float = 1e-4) -> np.ndarray:
+  """[q, 3] the hkl of the strongest family in each peak of merge_coincident (same grouping)."""
+  if len(peaks) == 0:
+    return np.zeros((0, 3), dtype=int)
+  group, _ = _coincident_groups(peaks.two_theta, tolerance)
+  # Sort by (group, -intensity): the first row of each group is its strongest family.
+  order = np.lexsort((-peaks.intensity, group))
+  starts = np.concatenate([[True], np.diff(group[order]) > 0])
+  return peaks.hkl[order[starts]]

@@ -47,9 +47,11 @@ def space_groups_of_system(cs_index: int) -> range:
 
 
 def symbol(space_group: int) -> str:
-  """Short Hermann-Mauguin symbol of the ITA reference setting, e.g. 'P 21/c'."""
+  """Short Hermann-Mauguin symbol of the ITA reference setting, e.g. 'P21/c', 'R-3m'."""
   _check_number(space_group)
-  return gemmi.find_spacegroup_by_number(space_group).short_name()
+  name = gemmi.find_spacegroup_by_number(space_group).short_name()
+  # gemmi names the hexagonal-axes setting of the rhombohedral groups 'H...'; their symbol is 'R...'.
+  return 'R' + name[1:] if name.startswith('H') else name
 
 
 def _check_number(space_group: int) -> None:

@@ -11,6 +11,7 @@ and writes ``OUT/difcon_corpus/1.0.0``. A file that fails is skipped and listed 
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -28,6 +29,7 @@ from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure as structure_lib
 from difcon_jax.data import corpus
+from difcon_jax.data import synthetic
 
 
 
@@ -39,29 +41,40 @@ def make_record(path: str, root: str, spec: corpus.CorpusSpec, default_b: float 
     structure, warning = structure_lib.read_structure(path, default_b=default_b)
     if warning and on_mismatch == 'skip':
       return {'source_id': source_id, 'error': warning}
-    peaks = diffraction.peak_list(structure, spec.wavelength, 0.0, spec.two_theta_max)
-    tt, inten = diffraction.merge_coincident(peaks)
+    return record_from_structure(structure, source_id, spec, test_fraction, [warning] if warning else [])
   except (structure_lib.StructureError, ValueError, RuntimeError, MemoryError, FloatingPointError) as e:
     msg = str(e)
     return {'source_id': source_id, 'error': msg if msg.startswith(path) else f'{path}: {msg}'}
+
+
+def record_from_structure(structure: structure_lib.Structure, source_id: str, spec: corpus.CorpusSpec,
+                          test_fraction: float = 0.1, notes: list[str] = ()) -> dict:
+  """The corpus record of a structure (peak list at the corpus wavelength, labels, split).
+
+  Raises:
+    ValueError: no reflection in the range.
+  """
+  peaks = diffraction.peak_list(structure, spec.wavelength, 0.0, spec.two_theta_max)
+  tt, inten = diffraction.merge_coincident(peaks)
+  hkl = diffraction.merged_hkl(peaks)
   if len(tt) == 0:
-    return {'source_id': source_id, 'error': f'{path}: no reflections below {spec.two_theta_max}° 2θ'}
-  truncated = len(tt) > spec.max_peaks
-  if truncated:
+    raise ValueError(f'no reflections below {spec.two_theta_max}° 2θ')
+  notes = list(notes)
+  if len(tt) > spec.max_peaks:
+    notes.append(f'{len(tt)} peaks, kept the strongest {spec.max_peaks}')
     keep = np.sort(np.argsort(-inten, kind='stable')[:spec.max_peaks])
-    tt, inten = tt[keep], inten[keep]
+    tt, inten, hkl = tt[keep], inten[keep], hkl[keep]
   n = len(tt)
-  pad = lambda x: np.pad(x.astype(np.float32), (0, spec.max_peaks - n))
+  pad = lambda x, dtype: np.pad(x.astype(dtype), [(0, spec.max_peaks - n)] + [(0, 0)] * (x.ndim - 1))
   sg = structure.space_group
   rec = {
-      'two_theta': pad(tt), 'intensity': pad(inten / inten.max()), 'num_peaks': np.int32(n),
+      'two_theta': pad(tt, np.float32), 'intensity': pad(inten / inten.max(), np.float32),
+      'hkl': pad(hkl, np.int16), 'num_peaks': np.int32(n),
       'crystal_system': spacegroups.crystal_system_index(sg), 'extinction_group': spacegroups.extinction_group(sg),
       'space_group': np.int32(sg), 'cell': np.array(structure.cell, dtype=np.float32),
       'formula': structure.formula, 'source_id': source_id,
       'split': corpus.split_of(structure.formula, sg, test_fraction),
   }
-  notes = [w for w in (warning, f'{len(peaks)} peaks, kept the strongest {spec.max_peaks}' if truncated else None)
-           if w]
   if notes:
     rec['notes'] = notes
   return rec
@@ -94,10 +107,18 @@ def build(cif_root: str, out: str, spec: corpus.CorpusSpec = corpus.CorpusSpec()
         results.append(rec)
         bar.update()
   bar.close()
-  elapsed = time.time() - start
+  return write_corpus(results, out, spec, {'cif_root': os.path.abspath(cif_root), 'files': len(paths)},
+                      time.time() - start)
 
+
+def write_corpus(results: list[dict], out: str, spec: corpus.CorpusSpec, source: dict, elapsed: float,
+                 extra_skipped: list[dict] = ()) -> dict:
+  """Writes make_record-style results (records or {'source_id', 'error'}) as the corpus under out.
+
+  Returns the report (also written to OUT/build_report.json): `source` describes where the structures came from.
+  """
   records = {s: [] for s in corpus.SPLITS}
-  skipped, notes = [], []
+  skipped, notes = list(extra_skipped), []
   for rec in results:
     if 'error' in rec:
       skipped.append({'source_id': rec['source_id'], 'reason': rec['error']})
@@ -113,14 +134,46 @@ def build(cif_root: str, out: str, spec: corpus.CorpusSpec = corpus.CorpusSpec()
     shutil.rmtree(target)
   dataset_dir = corpus.write(records, spec, out)
   report = {
-      'cif_root': os.path.abspath(cif_root), 'dataset': dataset_dir, 'files': len(paths),
+      **source, 'dataset': dataset_dir,
       'written': {s: len(v) for s, v in records.items()}, 'skipped': skipped, 'notes': notes,
-      'seconds': round(elapsed, 2), 'structures_per_second': round(len(paths) / max(elapsed, 1e-9), 1),
+      'seconds': round(elapsed, 2), 'structures_per_second': round(len(results) / max(elapsed, 1e-9), 1),
       'spec': {'wavelength': spec.wavelength, 'two_theta_max': spec.two_theta_max, 'max_peaks': spec.max_peaks},
   }
   with open(os.path.join(out, 'build_report.json'), 'w') as f:
     json.dump(report, f, indent=1)
   return report
+
+def _synthetic_record(outcome: synthetic.Outcome, spec: corpus.CorpusSpec, test_fraction: float) -> tuple:
+  """(record or {'source_id', 'error'}, failed draws) of one synthetic structure; runs in a worker."""
+  c = outcome.crystal
+  if c is None:
+    sg, reason = outcome.failures[-1]
+    return {'source_id': f'index {outcome.index}', 'error': f'no structure (last: space group {sg}, {reason})'}, \
+        outcome.failures
+  try:
+    return record_from_structure(c.structure, c.structure.name, spec, test_fraction), outcome.failures
+  except ValueError as e:
+    return {'source_id': c.structure.name, 'error': f'{c.structure.name}: {e}'}, outcome.failures
+
+
+def build_synthetic(count: int, out: str, seed: int = 0, prior: str = 'realistic',
+                    spec: corpus.CorpusSpec = corpus.CorpusSpec(), workers: int | None = None,
+                    test_fraction: float = 0.1, max_atoms: int = synthetic.MAX_ATOMS, progress: bool = True) -> dict:
+  """Builds a corpus of `count` synthetic structures (difcon_jax.data.synthetic) without writing CIFs.
+
+  The same (count, seed, prior) gives the same corpus whatever the number of workers; the report lists the
+  failed draws per space group.
+  """
+  start = time.time()
+  finish = functools.partial(_synthetic_record, spec=spec, test_fraction=test_fraction)
+  results, failures = [], []
+  for rec, fails in synthetic.stream(count, seed, prior, workers, finish, max_atoms, progress=progress):
+    results.append(rec)
+    failures += fails
+  source = {'synthetic': {'count': count, 'seed': seed, 'prior': prior, 'max_atoms': max_atoms,
+                          'failed_draws': synthetic.failure_summary(failures)}, 'files': count}
+  return write_corpus(results, out, spec, source, time.time() - start)
+
 
 FLAGS = flags.FLAGS
 
@@ -128,6 +181,12 @@ FLAGS = flags.FLAGS
 def define_flags():
   """Command-line flags; defined only when run as a program, so that importing this module defines none."""
   flags.DEFINE_string('cifs', None, 'Folder of CIFs (searched recursively for .cif and .cif.gz).')
+  flags.DEFINE_integer('synthetic', None, 'Instead of --cifs: this many synthetic structures '
+                       '(difcon_jax.data.synthetic), straight into the corpus.', lower_bound=1)
+  flags.DEFINE_string('prior', 'realistic', 'With --synthetic: space-group prior, realistic, uniform or mixed:W.')
+  flags.DEFINE_integer('seed', 0, 'With --synthetic: random seed.')
+  flags.DEFINE_integer('max_atoms', synthetic.MAX_ATOMS, 'With --synthetic: most atoms per conventional cell.',
+                       lower_bound=1)
   flags.DEFINE_string('out', None, 'Output folder.')
   flags.DEFINE_integer('workers', None, 'Processes (default: all CPU cores).')
   flags.DEFINE_integer('max_peaks', 512, 'Peaks kept per structure (the strongest).')
@@ -141,19 +200,25 @@ def define_flags():
 
 def main(argv):
   del argv
-  if not FLAGS.cifs or not FLAGS.out:
-    raise app.UsageError('--cifs and --out are required')
+  if not FLAGS.out or (FLAGS.cifs is None) == (FLAGS.synthetic is None):
+    raise app.UsageError('--out and one of --cifs or --synthetic are required')
   spec = corpus.CorpusSpec(max_peaks=FLAGS.max_peaks, wavelength=FLAGS.wavelength,
                            two_theta_max=FLAGS.two_theta_max)
   try:
-    report = build(FLAGS.cifs, FLAGS.out, spec, FLAGS.workers, FLAGS.default_b, FLAGS.on_mismatch,
-                   FLAGS.test_fraction)
-  except FileNotFoundError as e:
+    if FLAGS.synthetic:
+      synthetic.prior_weights(FLAGS.prior)  # refuses a bad prior before any work
+      report = build_synthetic(FLAGS.synthetic, FLAGS.out, FLAGS.seed, FLAGS.prior, spec, FLAGS.workers,
+                               FLAGS.test_fraction, FLAGS.max_atoms)
+    else:
+      report = build(FLAGS.cifs, FLAGS.out, spec, FLAGS.workers, FLAGS.default_b, FLAGS.on_mismatch,
+                     FLAGS.test_fraction)
+  except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   for item in report['skipped']:
     print(f"skipped {item['reason']}", file=sys.stderr)
-  print(f"{report['files']} CIFs -> train {report['written']['train']}, test {report['written']['test']}, "
+  what = 'synthetic structures' if FLAGS.synthetic else 'CIFs'
+  print(f"{report['files']} {what} -> train {report['written']['train']}, test {report['written']['test']}, "
         f"skipped {len(report['skipped'])} ({report['structures_per_second']} structures/s); "
         f"dataset {report['dataset']}; report {os.path.join(FLAGS.out, 'build_report.json')}")
   return 0

@@ -48,6 +48,8 @@ def features(spec: CorpusSpec) -> tfds.features.FeaturesDict:
   return tfds.features.FeaturesDict({
       'two_theta': tfds.features.Tensor(shape=(p,), dtype=np.float32, doc='peak positions, degrees 2θ; 0 = pad'),
       'intensity': tfds.features.Tensor(shape=(p,), dtype=np.float32, doc='M|F|²LP, strongest = 1; 0 = pad'),
+      'hkl': tfds.features.Tensor(shape=(p, 3), dtype=np.int16,
+                                  doc='hkl of the strongest reflection family in each peak; 0 = pad'),
       'num_peaks': tfds.features.Scalar(dtype=np.int32, doc='number of real peaks'),
       'crystal_system': tfds.features.ClassLabel(names=spacegroups.CRYSTAL_SYSTEMS),
       'extinction_group': tfds.features.ClassLabel(num_classes=spacegroups.num_extinction_groups()),

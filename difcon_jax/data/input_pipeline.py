@@ -15,6 +15,8 @@ import numpy as np
 from difcon_jax.data import corpus
 
 FIELDS = ('two_theta', 'intensity', 'num_peaks', 'crystal_system', 'extinction_group', 'space_group')
+# Read when the corpus has them: per-peak hkl and the cell, for orientation effects in the augmentation.
+OPTIONAL_FIELDS = ('hkl', 'cell')
 
 
 class PeakBatches:
@@ -38,13 +40,15 @@ class PeakBatches:
     if self.size == 0:
       raise ValueError(f'{path}: split {split!r} is empty')
     self.local_batch = global_batch // process_count
+    first = source[0]
+    fields = FIELDS + tuple(k for k in OPTIONAL_FIELDS if k in first)
     if in_memory:
       recs = [source[i] for i in range(self.size)]
-      arrays = {k: np.stack([r[k] for r in recs]) for k in FIELDS}
+      arrays = {k: np.stack([r[k] for r in recs]) for k in fields}
       read = lambda i: {k: v[i] for k, v in arrays.items()}
     else:
       read = lambda i: source[int(i)]  # one record read per example
-    lookup = lambda i: {'index': np.int64(i), **{k: v for k, v in read(i).items() if k in FIELDS}}
+    lookup = lambda i: {'index': np.int64(i), **{k: v for k, v in read(i).items() if k in fields}}
     indices = grain.MapDataset.range(self.size)
     if shuffle:
       indices = indices.shuffle(seed=seed)

@@ -1,4 +1,4 @@
-"""The bundled sample: synthetic structures for every space group, as gzipped CIFs inside the package."""
+"""The bundled sample: synthetic structures with the realistic space-group prior, as gzipped CIFs in the package."""
 
 import os
 
@@ -6,5 +6,7 @@ _HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sample')
 
 
 def cif_dir() -> str:
-  """Folder of the bundled sample CIFs (made by ``python -m difcon_jax.data.synthetic --per_group 3 --seed 0``)."""
+  """Folder of the bundled sample CIFs, made by
+  ``python -m difcon_jax.data.synthetic --count 2000 --prior realistic --seed 0 --out difcon_jax/data/sample/cifs``.
+  """
   return os.path.join(_HERE, 'cifs')
