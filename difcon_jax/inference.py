@@ -9,9 +9,11 @@ point scaled to 1 as in training.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -71,35 +73,42 @@ def to_grid(pattern: patterns_lib.Pattern, grid: ml_collections.ConfigDict, wave
   return GridPattern((values / top).astype(np.float32), warnings)
 
 
-class Model:
-  """A trained DIFCON restored from a training workdir (its config.json and best or latest checkpoint)."""
+# The model that predict and evaluate use when no --checkpoint is given: an exported model inside the package.
+BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrained', 'default')
+_VARIABLES = 'variables.msgpack'
 
-  def __init__(self, workdir: str, which: str = 'best'):
-    config_path = os.path.join(workdir, 'config.json')
+
+class Model:
+  """A trained DIFCON: from a training workdir (config.json and best or latest checkpoint) or an exported model
+  (config.json, variables.msgpack and model.json, as `export` writes and the package bundles).
+
+  Attributes:
+    config: the training config.
+    step: the training step of the weights.
+    source: where the weights came from, for the user ('bundled model ...', 'workdir ... step N').
+  """
+
+  def __init__(self, path: str | None = None, which: str = 'best'):
+    path = path or BUNDLED_MODEL
+    config_path = os.path.join(path, 'config.json')
     if not os.path.exists(config_path):
-      raise FileNotFoundError(f'{workdir}: no config.json (not a training workdir, or training never started)')
+      raise FileNotFoundError(f'{path}: no config.json (not a training workdir or an exported model, or '
+                              'training never started)')
     self.config = ml_collections.ConfigDict(json.load(open(config_path)))
-    from difcon_jax import train  # pylint: disable=g-import-not-at-top
-    self.model = train.create_model(self.config)
+    self.model = resnet1d.from_config(self.config)
     self.grid = augment_params.grid_config(self.config.num_bins, 0.0, self.config.two_theta_max)
-    path = None
-    for name in ((which, 'checkpoints') if which == 'best' else ('checkpoints',)):
-      mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, name)))
-      step = mngr.best_step() if name == 'best' else mngr.latest_step()
-      if step is not None:
-        path = (mngr, step)
-        break
-    if path is None:
-      raise FileNotFoundError(f'{workdir}: no checkpoint')
-    mngr, step = path
-    restored = mngr.restore(step, args=ocp.args.StandardRestore())
-    params = restored['ema_params'] if restored.get('ema_params') is not None else restored['params']
-    self.variables = {'params': params, 'batch_stats': restored['batch_stats']}
-    self.step = int(restored['step'])
+    if os.path.exists(os.path.join(path, _VARIABLES)):
+      variables, info = _read_exported(path)
+      self.step = int(info['step'])
+      bundled = os.path.abspath(path) == os.path.abspath(BUNDLED_MODEL)
+      self.source = f"{'bundled model' if bundled else 'exported model'} {info.get('name', path)} (step {self.step})"
+    else:
+      variables, self.step = _restore_workdir(path, which)
+      self.source = f'workdir {path} (step {self.step})'
     self._apply = jax.jit(lambda v, x: self.model.apply(v, x, train=False))
     # Data parallel over all local devices: the batch is split along a 1-D mesh, the weights replicated.
     self._mesh = Mesh(np.array(jax.devices()), ('data',))
-    self.variables = jax.device_put(self.variables, NamedSharding(self._mesh, P()))
+    self.variables = jax.device_put(variables, NamedSharding(self._mesh, P()))
 
   def __call__(self, x: np.ndarray) -> tuple[dict, dict]:
     """Logits and aux (embeddings) for patterns [batch, bins]."""
@@ -107,6 +116,48 @@ class Model:
     if len(x) % jax.device_count() == 0:
       x = jax.device_put(x, NamedSharding(self._mesh, P('data')))
     return self._apply(self.variables, x)
+
+
+def _restore_workdir(workdir: str, which: str) -> tuple[dict, int]:
+  """({'params', 'batch_stats'}, step) of the best (else latest) checkpoint; EMA weights when trained with EMA."""
+  for name in ((which, 'checkpoints') if which == 'best' else ('checkpoints',)):
+    mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, name)))
+    step = mngr.best_step() if name == 'best' else mngr.latest_step()
+    if step is not None:
+      restored = mngr.restore(step, args=ocp.args.StandardRestore())
+      params = restored['ema_params'] if restored.get('ema_params') is not None else restored['params']
+      return {'params': params, 'batch_stats': restored['batch_stats']}, int(restored['step'])
+  raise FileNotFoundError(f'{workdir}: no checkpoint')
+
+
+def _read_exported(path: str) -> tuple[dict, dict]:
+  with open(os.path.join(path, _VARIABLES), 'rb') as f:
+    variables = flax.serialization.msgpack_restore(f.read())
+  with open(os.path.join(path, 'model.json')) as f:
+    info = json.load(f)
+  return variables, info
+
+
+def export(workdir: str, out: str, name: str, which: str = 'best') -> dict:
+  """Writes the inference weights of a training workdir (no optimiser state) as an exported model into out.
+
+  Returns model.json's content: name, step, the workdir, parameter count and the date.
+  """
+  variables, step = _restore_workdir(workdir, which)
+  variables = jax.tree.map(np.asarray, variables)
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json')) as f:
+    config = json.load(f)
+  with open(os.path.join(out, 'config.json'), 'w') as f:
+    json.dump(config, f, indent=1)
+  with open(os.path.join(out, _VARIABLES), 'wb') as f:
+    f.write(flax.serialization.msgpack_serialize(variables))
+  info = {'name': name, 'step': step, 'workdir': os.path.abspath(workdir),
+          'parameters': int(sum(x.size for x in jax.tree.leaves(variables['params']))),
+          'date': datetime.date.today().isoformat()}
+  with open(os.path.join(out, 'model.json'), 'w') as f:
+    json.dump(info, f, indent=1)
+  return info
 
 
 def ranked(logits: dict, k: int) -> dict:

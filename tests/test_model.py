@@ -39,3 +39,27 @@ def test_index_tables():
   for sg in (1, 2, 3, 15, 16, 75, 143, 168, 194, 195, 230):
     cs = resnet1d.SG_SYSTEM[sg]
     assert resnet1d.SYSTEM_GROUPS[cs][resnet1d.SG_INDEX_IN_SYSTEM[sg]] == sg
+
+
+def test_poolings_give_the_same_outputs_and_attention_sees_positions():
+  x = jax.random.normal(jax.random.key(0), (3, 2000))
+  for pooling in ('mean', 'flatten', 'attention'):
+    model = resnet1d.DifconNet(num_extinction_groups=spacegroups.num_extinction_groups(), stage_sizes=(1, 1),
+                               width=8, embedding_dim=16, projector_dims=(32, 32), pooling=pooling,
+                               attention_layers=1, attention_heads=2)
+    variables = model.init(jax.random.key(1), x)
+    logits, aux = model.apply(variables, x)
+    assert logits['crystal_system'].shape == (3, 7) and aux['embedding'].shape == (3, 16)
+    if pooling == 'attention':
+      # The positions carry their own embedding: without it the output would not change when it is zeroed.
+      params = variables['params']
+      pos = params['PositionalAttention_0']['position_embedding']
+      assert pos.shape == (63, 16)  # 2000 bins / 4 (stem) / 2 (pool) / 2 (stage 2) -> 63 positions, 16 channels
+      zeroed = jax.tree_util.tree_map_with_path(
+          lambda path, v: jnp.zeros_like(v) if 'position_embedding' in jax.tree_util.keystr(path) else v, params)
+      e1 = model.apply(variables, x)[1]['embedding']
+      e2 = model.apply({**variables, 'params': zeroed}, x)[1]['embedding']
+      assert float(jnp.abs(e1 - e2).max()) > 1e-4
+  import pytest
+  with pytest.raises(ValueError, match='unknown pooling'):
+    resnet1d.DifconNet(num_extinction_groups=5, pooling='max').init(jax.random.key(0), x)

@@ -56,8 +56,42 @@ class ResidualBlock(nn.Module):
     return nn.relu(residual + y)
 
 
+class PositionalAttention(nn.Module):
+  """Transformer encoder blocks over the downsampled sequence, with a learned embedding of each position.
+
+  Symmetry shows in where peaks sit relative to each other across the whole 2θ range; a convolution stack sees a
+  short window and average pooling then forgets positions. Attention over the [positions, channels] sequence
+  that knows each position relates peaks anywhere in the pattern.
+  """
+  layers: int = 2
+  heads: int = 4
+  mlp_ratio: int = 2
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    del train
+    length, dim = x.shape[-2], x.shape[-1]
+    pos = self.param('position_embedding', nn.initializers.normal(0.02), (length, dim))
+    x = x + pos.astype(x.dtype)
+    for i in range(self.layers):
+      y = nn.LayerNorm(dtype=self.dtype, name=f'attention_norm_{i}')(x)
+      y = nn.MultiHeadDotProductAttention(num_heads=self.heads, dtype=self.dtype, name=f'attention_{i}')(y, y)
+      x = x + y
+      y = nn.LayerNorm(dtype=self.dtype, name=f'mlp_norm_{i}')(x)
+      y = nn.Dense(dim * self.mlp_ratio, dtype=self.dtype, name=f'mlp_in_{i}')(y)
+      y = nn.Dense(dim, dtype=self.dtype, name=f'mlp_out_{i}')(nn.gelu(y))
+      x = x + y
+    return nn.LayerNorm(dtype=self.dtype, name='attention_out_norm')(x)
+
+
 class DifconNet(nn.Module):
-  """ResNet-1D backbone -> embedding (representation head input) -> projector and classification heads."""
+  """ResNet-1D backbone -> pooling -> embedding (representation head input) -> projector and classification heads.
+
+  pooling: 'mean' (global average over positions), 'flatten' (every position's channels, after a 1x1
+  convolution to `flatten_channels`, into the embedding layer: position-aware, many parameters) or 'attention'
+  (`PositionalAttention` blocks, then the mean over positions).
+  """
   num_extinction_groups: int
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   width: int = 32
@@ -67,6 +101,10 @@ class DifconNet(nn.Module):
   embedding_dim: int = 256
   projector_dims: Sequence[int] = (512, 512)
   norm: str = 'batch'
+  pooling: str = 'mean'
+  attention_layers: int = 2
+  attention_heads: int = 4
+  flatten_channels: int = 8
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -80,7 +118,17 @@ class DifconNet(nn.Module):
       for j in range(blocks):
         x = ResidualBlock(self.width * 2**i, self.stage_strides if (j == 0 and i > 0) else 1, self.kernel_size,
                           self.norm, self.dtype)(x, train)
-    features = jnp.mean(x, axis=1).astype(jnp.float32)  # [batch, channels]
+    if self.pooling == 'mean':
+      features = jnp.mean(x, axis=1)  # [batch, channels]
+    elif self.pooling == 'flatten':
+      x = nn.Conv(self.flatten_channels, (1,), use_bias=False, dtype=self.dtype, name='flatten_reduce')(x)
+      features = nn.relu(_norm(self.norm, train, self.dtype)(x)).reshape(x.shape[0], -1)
+    elif self.pooling == 'attention':
+      x = PositionalAttention(self.attention_layers, self.attention_heads, dtype=self.dtype)(x, train)
+      features = jnp.mean(x, axis=1)
+    else:
+      raise ValueError(f'unknown pooling {self.pooling!r}: mean, flatten or attention')
+    features = features.astype(jnp.float32)
     embedding = nn.Dense(self.embedding_dim, name='embedding')(features)
     h = embedding
     for k, dim in enumerate(self.projector_dims):
@@ -120,3 +168,16 @@ def predict(logits: dict) -> dict:
   cond = space_group_conditional_log_probs(logits, cs)
   return {'crystal_system': cs, 'extinction_group': jnp.argmax(logits['extinction_group'], -1),
           'space_group': jnp.argmax(cond, -1)}
+
+
+def from_config(config) -> DifconNet:
+  """The network of a training config (its `model` fields; fields added later fall back to their defaults)."""
+  m = config.model
+  return DifconNet(
+      num_extinction_groups=spacegroups.num_extinction_groups(), stage_sizes=tuple(m.stage_sizes),
+      width=m.width, stem_stride=m.stem_stride, kernel_size=m.kernel_size, embedding_dim=m.embedding_dim,
+      projector_dims=tuple(m.projector_dims), norm=m.norm,
+      # Fields added after the first models were trained: their config.json lacks them.
+      pooling=m.get('pooling', 'mean'), attention_layers=m.get('attention_layers', 2),
+      attention_heads=m.get('attention_heads', 4), flatten_channels=m.get('flatten_channels', 8),
+      dtype=jnp.bfloat16 if m.bf16 else jnp.float32)

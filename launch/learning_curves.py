@@ -1,0 +1,58 @@
+r"""Learning curves of training workdirs side by side, from their metrics.jsonl: a markdown table.
+
+  python launch/learning_curves.py runs/cmp_mean runs/cmp_attention runs/cmp_flatten [--every 1000]
+
+One row per evaluation step and workdir: examples seen, the training wall time up to that step (from the logged
+examples/s), and the held-out accuracies (equivariance and invariance, crystal system and space group top-1).
+Used to compare candidate networks at equal CPU time (docs/results.md).
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+_EVERY = flags.DEFINE_integer('every', 1000, 'Show evaluations at multiples of this step.')
+
+COLUMNS = ('equivariance/crystal_system_top1', 'equivariance/space_group_top1', 'equivariance/space_group_top5',
+           'invariance/crystal_system_top1', 'invariance/space_group_top1')
+
+
+def curve(workdir: str) -> list[dict]:
+  """[{step, examples, train_minutes, metrics...}] at each evaluation, with the batch size of config.json."""
+  with open(os.path.join(workdir, 'config.json')) as f:
+    batch = json.load(f)['batch_size']
+  rows, seconds, last_step = {}, 0.0, 0
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    for line in f:
+      r = json.loads(line)
+      step = int(r['step'])
+      rate = r.get('train/examples_per_s')
+      if rate and rate == rate and step > last_step:  # time of the steps since the last log line
+        seconds += (step - last_step) * batch / rate
+        last_step = step
+      if any(k in r for k in COLUMNS):
+        rows.setdefault(step, {'step': step, 'examples': step * batch, 'train_minutes': seconds / 60}).update(
+            {k: r[k] for k in COLUMNS if k in r})
+  return [rows[s] for s in sorted(rows)]
+
+
+def main(argv):
+  lines = ['| run | step | examples | train min | ' + ' | '.join(c.replace('/', ' ') for c in COLUMNS) + ' |',
+           '|' + ' --- |' * (4 + len(COLUMNS))]
+  for workdir in argv[1:]:
+    for r in curve(workdir):
+      if r['step'] % _EVERY.value:
+        continue
+      lines.append(f"| {os.path.basename(workdir.rstrip('/'))} | {r['step']} | {r['examples']:,} | "
+                   f"{r['train_minutes']:.1f} | " + ' | '.join(f"{r[c]:.3f}" if c in r else '' for c in COLUMNS)
+                   + ' |')
+  print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+  if len(sys.argv) < 2:
+    sys.exit(__doc__)
+  app.run(main)

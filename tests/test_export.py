@@ -1,0 +1,28 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from difcon_jax import inference
+
+
+def test_exported_model_predicts_as_its_workdir(tiny_workdir, tmp_path):
+  out = str(tmp_path / 'exported')
+  info = inference.export(tiny_workdir, out, 'tiny')
+  assert sorted(os.listdir(out)) == ['config.json', 'model.json', 'variables.msgpack']
+  assert json.load(open(os.path.join(out, 'model.json')))['step'] == info['step'] == 2
+  from_workdir, exported = inference.Model(tiny_workdir), inference.Model(out)
+  assert exported.step == from_workdir.step and exported.source.startswith('exported model tiny')
+  x = np.random.default_rng(0).random((2, from_workdir.config.num_bins)).astype(np.float32)
+  (la, aa), (lb, ab) = from_workdir(x), exported(x)
+  np.testing.assert_array_equal(np.asarray(la['crystal_system']), np.asarray(lb['crystal_system']))
+  np.testing.assert_array_equal(np.asarray(aa['embedding']), np.asarray(ab['embedding']))
+  # No optimiser state travels: the export is the inference weights only.
+  size = os.path.getsize(os.path.join(out, 'variables.msgpack'))
+  assert size < 4 * 1.2 * info['parameters'] + 100_000
+
+
+def test_a_folder_without_a_model_is_refused(tmp_path):
+  with pytest.raises(FileNotFoundError, match='no config.json'):
+    inference.Model(str(tmp_path))
