@@ -93,8 +93,19 @@ def _families(hkl: np.ndarray, rotations: np.ndarray) -> tuple[np.ndarray, np.nd
   return rep, counts
 
 
+# The work of a peak list grows with the cell volume (reflections) times the atoms: bounded so that one huge cell
+# gives a clear error instead of asking for gigabytes. 10⁶ reflections is a 55 Å cubic cell to 120° at Cu Kα.
+MAX_REFLECTIONS = 1_000_000
+_STRUCTURE_FACTOR_CHUNK = 2_000_000  # reflections x atoms per block of the structure-factor sum
+
+
 def structure_factor_squared(structure: structure_lib.Structure, hkl: np.ndarray, stol2: np.ndarray) -> np.ndarray:
-  """|F(hkl)|² [n] for reflections hkl [n, 3] with (sinθ/λ)² = stol2 [n]."""
+  """|F(hkl)|² [n] for reflections hkl [n, 3] with (sinθ/λ)² = stol2 [n] (in blocks of reflections, so that the
+  [reflections, atoms] temporaries stay small)."""
+  step = max(1, _STRUCTURE_FACTOR_CHUNK // max(len(structure.atomic_number), 1))
+  if len(hkl) > step:
+    return np.concatenate([structure_factor_squared(structure, hkl[i:i + step], stol2[i:i + step])
+                           for i in range(0, len(hkl), step)])
   zs = np.unique(structure.atomic_number)
   f_el = {z: form_factor(z, stol2) for z in zs}  # [n] each
   f = np.stack([f_el[z] for z in structure.atomic_number], -1)  # [n, atoms]
@@ -123,6 +134,11 @@ def peak_list(structure: structure_lib.Structure, wavelength: float = wavelength
   frac = np.array(cell.frac.mat.tolist())
   recip = frac @ frac.T
   d_min = wavelength / (2 * np.sin(np.deg2rad(two_theta_max) / 2))
+  estimate = 4 / 3 * np.pi * cell.volume / d_min**3  # reflections in the sphere
+  box = np.prod([2 * np.floor(x / d_min) + 1 for x in structure.cell[:3]])
+  if estimate > MAX_REFLECTIONS or box > 8 * MAX_REFLECTIONS:
+    raise ValueError(f'cell of {cell.volume:.4g} Å³ has about {estimate:.3g} reflections up to {two_theta_max}° 2θ '
+                     f'at {wavelength} Å; at most {MAX_REFLECTIONS:,} are computed')
   hkl = _hkl_sphere(recip, structure.cell, d_min)
   if len(hkl) == 0:
     return _empty()

@@ -45,6 +45,7 @@ class Structure:
   beta: np.ndarray
   space_group: int
   symmetry_ops: int
+  notes: tuple[str, ...] = ()  # what the reader did that the user should know (e.g. data blocks not read)
 
   @property
   def formula(self) -> str:
@@ -76,15 +77,84 @@ class Structure:
     return spacegroups.extinction_group(self.space_group)
 
 
-def _cif_block(path: str) -> gemmi.cif.Block:
+# Cells outside these bounds are typing errors or not crystals (a protein or a zeolite supercell is far inside).
+MAX_CELL_LENGTH = 1000.0  # Å
+MIN_CELL_VOLUME = 1.0  # Å³: an atom takes about 10
+MIN_VOLUME_RATIO = 1e-3  # V / (abc): angles so close to a sum of 360° that the cell is flat
+CELL_TAGS = ('_cell_length_a', '_cell_length_b', '_cell_length_c',
+             '_cell_angle_alpha', '_cell_angle_beta', '_cell_angle_gamma')
+
+
+def _cif_blocks(path: str) -> list[gemmi.cif.Block]:
+  """The data blocks of a CIF that hold atom coordinates (at least one)."""
   try:
     doc = gemmi.cif.read(str(path))  # .cif.gz is read transparently
   except (RuntimeError, ValueError, OSError) as e:
     raise StructureError(f'{path}: not a readable CIF ({e})') from None
-  for block in doc:
-    if block.find_value('_cell_length_a') is not None and block.find_loop('_atom_site_fract_x'):
-      return block
-  raise StructureError(f'{path}: no data block with a cell and _atom_site_fract_x coordinates')
+  blocks = [b for b in doc if b.find_loop('_atom_site_fract_x') or b.find_value('_atom_site_fract_x') is not None]
+  if not blocks:
+    raise StructureError(f'{path}: no data block with a cell and _atom_site_fract_x coordinates')
+  return blocks
+
+
+def _cif_block(path: str) -> gemmi.cif.Block:
+  return _cif_blocks(path)[0]
+
+
+def cell_from_block(block: gemmi.cif.Block, path: str) -> tuple[float, ...]:
+  """The six cell parameters as the CIF gives them, validated (gemmi replaces a missing or '?' one by a unit cube).
+
+  Raises:
+    StructureError: a parameter is missing, not a number, out of range, or the cell is (nearly) flat.
+  """
+  values = []
+  for tag in CELL_TAGS:
+    raw = block.find_value(tag)
+    if raw is None:
+      raise StructureError(f'{path}: invalid unit cell: {tag} is missing')
+    v = gemmi.cif.as_number(raw)  # '5.43(2)' -> 5.43; '?', '.', text, overflow -> NaN
+    if not math.isfinite(v):
+      raise StructureError(f'{path}: invalid unit cell: {tag} is {raw!r}, not a number')
+    values.append(v)
+  lengths, angles = values[:3], values[3:]
+  if not all(0 < x <= MAX_CELL_LENGTH for x in lengths):
+    raise StructureError(f'{path}: invalid unit cell: lengths {lengths} Å (allowed: above 0, up to '
+                         f'{MAX_CELL_LENGTH:g})')
+  if not all(0 < x < 180 for x in angles):
+    raise StructureError(f'{path}: invalid unit cell: angles {angles}° (allowed: between 0 and 180)')
+  check_cell(tuple(values), path)
+  return tuple(values)
+
+
+def check_cell(cell: tuple[float, ...], path: str) -> None:
+  """Raises StructureError unless (a, b, c, alpha, beta, gamma) is a finite cell of non-negligible volume."""
+  a, b, c, al, be, ga = cell
+  if not all(math.isfinite(x) for x in cell) or min(a, b, c) <= 0 or max(a, b, c) > MAX_CELL_LENGTH:
+    raise StructureError(f'{path}: invalid unit cell {tuple(cell)}')
+  cos = [math.cos(math.radians(x)) for x in (al, be, ga)]
+  ratio2 = 1 - sum(x * x for x in cos) + 2 * cos[0] * cos[1] * cos[2]  # (V / abc)²
+  volume = a * b * c * math.sqrt(max(ratio2, 0.0))
+  if ratio2 <= MIN_VOLUME_RATIO**2 or volume < MIN_CELL_VOLUME:
+    raise StructureError(f'{path}: invalid unit cell {tuple(cell)}: volume {volume:.3g} Å³ '
+                         f'(the angles make it flat or it is too small)')
+
+
+def validate(structure: 'Structure', path: str = '') -> None:
+  """Checks every number that gemmi and spglib will see: they crash (segfault) or loop on NaN and infinities.
+
+  Raises:
+    StructureError: the cell is not a cell, or a coordinate, occupancy or displacement is not a finite number.
+  """
+  path = path or structure.name
+  check_cell(tuple(structure.cell), path)
+  n = len(structure.fract)
+  if n == 0:
+    raise StructureError(f'{path}: no atom sites')
+  for name, arr in (('coordinate', structure.fract), ('occupancy', structure.occupancy),
+                    ('displacement parameter', structure.beta)):
+    bad = ~np.isfinite(np.asarray(arr, dtype=float).reshape(n, -1)).all(axis=1)
+    if bad.any():
+      raise StructureError(f'{path}: atom {int(np.argmax(bad)) + 1} has a {name} that is not a finite number')
 
 
 def _group_ops(small: gemmi.SmallStructure, path: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -150,16 +220,31 @@ def read_structure(path: str | os.PathLike, default_b: float = 0.0, symprec: flo
     StructureError: the file is not a usable crystal structure; the message names the file.
   """
   path = str(path)
-  block = _cif_block(path)
+  blocks = _cif_blocks(path)
+  block = blocks[0]
+  notes = ()
+  if len(blocks) > 1:
+    notes = (f'{path}: {len(blocks)} data blocks hold structures '
+             f'({", ".join(b.name for b in blocks[:5])}{", ..." if len(blocks) > 5 else ""}); read only the first, '
+             f'{block.name!r}',)
+  cell_values = cell_from_block(block, path)
   try:
     small = gemmi.make_small_structure_from_block(block)
   except (RuntimeError, ValueError) as e:
     raise StructureError(f'{path}: {e}') from None
   cell = small.cell
-  if not (cell.a > 0 and cell.b > 0 and cell.c > 0) or not math.isfinite(cell.volume) or cell.volume <= 0:
-    raise StructureError(f'{path}: invalid unit cell {cell.parameters}')
+  if not np.allclose(cell.parameters, cell_values, rtol=1e-6):
+    raise StructureError(f'{path}: invalid unit cell: gemmi read {cell.parameters}, the CIF says {cell_values}')
   if not small.sites:
     raise StructureError(f'{path}: no atom sites')
+  for site in small.sites:  # before anything native sees them: NaN coordinates crash spglib
+    raw = [site.fract.x, site.fract.y, site.fract.z, site.occ, site.u_iso, site.aniso.u11, site.aniso.u22,
+           site.aniso.u33, site.aniso.u12, site.aniso.u13, site.aniso.u23]
+    if not all(math.isfinite(v) for v in raw[:3]):
+      raise StructureError(f'{path}: site {site.label!r} has a coordinate that is not a finite number '
+                           f'({site.fract.x}, {site.fract.y}, {site.fract.z})')
+    if not all(math.isfinite(v) for v in raw[3:]):
+      raise StructureError(f'{path}: site {site.label!r} has an occupancy or displacement that is not a finite number')
   rots, trans, number = _group_ops(small, path)
   frac = np.array(cell.frac.mat.tolist())
   recip = frac @ frac.T  # reciprocal metric tensor G*
@@ -184,7 +269,8 @@ def read_structure(path: str | os.PathLike, default_b: float = 0.0, symprec: flo
   structure = Structure(
       name=block.name, cell=tuple(cell.parameters), fract=np.concatenate(xyz) % 1.0,
       atomic_number=np.array(z, dtype=np.int32), occupancy=np.array(occ), beta=np.concatenate(beta),
-      space_group=number, symmetry_ops=len(rots))
+      space_group=number, symmetry_ops=len(rots), notes=notes)
+  validate(structure, path)
   warning = check_space_group(structure, symprec) if check_symmetry else None
   if warning:
     warning = f'{path}: {warning}'
@@ -197,6 +283,7 @@ def check_space_group(structure: Structure, symprec: float = 0.1) -> str | None:
   Sites of one element with different occupancies count as different species, so a disordered structure whose
   ordering lowers the symmetry is flagged too.
   """
+  validate(structure)
   kinds = {}
   types = np.array([kinds.setdefault((int(zz), round(float(o), 3)), len(kinds))
                     for zz, o in zip(structure.atomic_number, structure.occupancy)])
