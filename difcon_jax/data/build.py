@@ -5,15 +5,16 @@ r"""Corpus builder: a folder of CIFs -> a TFDS dataset of Bragg peak lists with 
 Reads every .cif and .cif.gz below --cifs (sorted, so the same input gives the same dataset), computes each peak
 list in a process pool with a progress bar, splits by compound (hash of reduced formula and space group: 90/10),
 and writes ``OUT/difcon_corpus/1.0.0``. A file that fails is skipped and listed with its reason in
-``OUT/build_report.json``; so is a file whose declared space group disagrees with its atoms, unless
---on_mismatch=keep.
+``OUT/build_report.json`` (and on stderr); so is a file whose declared space group disagrees with its atoms, unless
+--on_mismatch=keep. Each file is read in a worker process with a memory cap (--memory_gb): one that crashes gemmi or
+spglib, needs more memory or hangs is skipped too, and the rest go on. Flags and --out are checked before any work;
+the exit status is 2 for a refused command line, 1 when any file was skipped (the corpus is still written).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -25,11 +26,13 @@ from absl import logging
 import numpy as np
 import tqdm
 
+from difcon_jax import cli
 from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure as structure_lib
 from difcon_jax.data import corpus
 from difcon_jax.data import synthetic
+from difcon_jax.data import workers as workers_lib
 
 
 
@@ -41,10 +44,14 @@ def make_record(path: str, root: str, spec: corpus.CorpusSpec, default_b: float 
     structure, warning = structure_lib.read_structure(path, default_b=default_b)
     if warning and on_mismatch == 'skip':
       return {'source_id': source_id, 'error': warning}
-    return record_from_structure(structure, source_id, spec, test_fraction, [warning] if warning else [])
+    return record_from_structure(structure, source_id, spec, test_fraction,
+                                 [*structure.notes, *([warning] if warning else [])])
   except (structure_lib.StructureError, ValueError, RuntimeError, MemoryError, FloatingPointError) as e:
-    msg = str(e)
-    return {'source_id': source_id, 'error': msg if msg.startswith(path) else f'{path}: {msg}'}
+    return _error_row(path, source_id, str(e) or type(e).__name__)
+
+
+def _error_row(path: str, source_id: str, reason: str) -> dict:
+  return {'source_id': source_id, 'error': reason if reason.startswith(path) else f'{path}: {reason}'}
 
 
 def record_from_structure(structure: structure_lib.Structure, source_id: str, spec: corpus.CorpusSpec,
@@ -84,10 +91,31 @@ def _work(args):
   return make_record(*args)
 
 
+def _crashed(job: tuple, reason: str) -> dict:
+  """The row of a file whose worker died (a native crash, the memory cap) or overran its time."""
+  path, root = job[0], job[1]
+  return _error_row(path, os.path.relpath(path, root), reason)
+
+
+SECONDS_PER_FILE = 600  # a worker still busy with one CIF after this is stopped and the file skipped
+
+
+def check_output(out: str) -> None:
+  """Creates `out` if needed; raises ValueError unless it is a folder we can write (checked before any work)."""
+  checks = cli.Checks()
+  if not checks.output_dir('out', out):
+    raise ValueError(checks.errors[0])
+
+
 def build(cif_root: str, out: str, spec: corpus.CorpusSpec = corpus.CorpusSpec(), workers: int | None = None,
           default_b: float = 0.0, on_mismatch: str = 'skip', test_fraction: float = 0.1,
-          progress: bool = True) -> dict:
-  """Builds the corpus; returns the report (also written to OUT/build_report.json)."""
+          progress: bool = True, memory_limit: int | None = workers_lib.DEFAULT_MEMORY_LIMIT) -> dict:
+  """Builds the corpus; returns the report (also written to OUT/build_report.json).
+
+  Each CIF is read in a worker process (workers_lib.imap) with `memory_limit` bytes: a file that crashes gemmi or
+  spglib, needs more memory or hangs is skipped with its reason, and the others go on.
+  """
+  check_output(out)
   paths = corpus.find_cifs(cif_root)
   if not paths:
     raise FileNotFoundError(f'{cif_root}: no .cif or .cif.gz files')
@@ -96,16 +124,10 @@ def build(cif_root: str, out: str, spec: corpus.CorpusSpec = corpus.CorpusSpec()
   start = time.time()
   bar = tqdm.tqdm(total=len(jobs), desc='structures', unit='cif', file=sys.stderr, disable=not progress)
   results = []
-  if workers == 1:
-    for job in jobs:
-      results.append(_work(job))
-      bar.update()
-  else:
-    ctx = multiprocessing.get_context('spawn')  # no fork of a process that may hold JAX/TFDS threads
-    with ctx.Pool(workers) as pool:
-      for rec in pool.imap(_work, jobs, chunksize=max(1, min(64, len(jobs) // (8 * workers)))):
-        results.append(rec)
-        bar.update()
+  for rec in workers_lib.imap(_work, jobs, min(workers, len(jobs)), on_failure=_crashed,
+                              memory_limit=memory_limit, timeout=SECONDS_PER_FILE):
+    results.append(rec)
+    bar.update()
   bar.close()
   return write_corpus(results, out, spec, {'cif_root': os.path.abspath(cif_root), 'files': len(paths)},
                       time.time() - start)
@@ -139,7 +161,7 @@ def write_corpus(results: list[dict], out: str, spec: corpus.CorpusSpec, source:
       'seconds': round(elapsed, 2), 'structures_per_second': round(len(results) / max(elapsed, 1e-9), 1),
       'spec': {'wavelength': spec.wavelength, 'two_theta_max': spec.two_theta_max, 'max_peaks': spec.max_peaks},
   }
-  with open(os.path.join(out, 'build_report.json'), 'w') as f:
+  with cli.atomic_write(os.path.join(out, 'build_report.json')) as f:
     json.dump(report, f, indent=1)
   return report
 
@@ -195,23 +217,46 @@ def define_flags():
   flags.DEFINE_float('test_fraction', 0.1, 'Share of compounds in the test split.')
   flags.DEFINE_float('default_b', 0.0, 'Isotropic B (Å²) for sites without displacement parameters.')
   flags.DEFINE_enum('on_mismatch', 'skip', ['skip', 'keep'],
-                                   'What to do with a CIF whose declared space group disagrees with its atoms.')
+                    'What to do with a CIF whose declared space group disagrees with its atoms.')
+  flags.DEFINE_float('memory_gb', workers_lib.DEFAULT_MEMORY_LIMIT / 2**30, 'Memory cap per worker, GiB.')
+
+
+def check_flags() -> bool:
+  """Prints one line per bad flag (what is allowed); True when all are fine. Nothing is read or written before."""
+  checks = cli.Checks()
+  if FLAGS.cifs is not None:
+    checks.require(os.path.isdir(FLAGS.cifs), 'cifs', FLAGS.cifs, 'a folder that exists')
+  checks.output_dir('out', FLAGS.out)
+  checks.number('workers', FLAGS.workers, 1, integer=True, allow_none=True)
+  checks.number('max_peaks', FLAGS.max_peaks, 1, integer=True)
+  checks.wavelength(FLAGS.wavelength, None)
+  checks.number('two_theta_max', FLAGS.two_theta_max, 0, 180, lo_open=True, hi_open=True)
+  checks.number('test_fraction', FLAGS.test_fraction, 0, 1)
+  checks.number('default_b', FLAGS.default_b, 0, 100)
+  checks.number('memory_gb', FLAGS.memory_gb, 0, lo_open=True)
+  if FLAGS.synthetic:
+    try:
+      synthetic.prior_weights(FLAGS.prior)
+    except ValueError as e:
+      checks.require(False, 'prior', FLAGS.prior, str(e))
+  return not checks.report('build')
 
 
 def main(argv):
   del argv
   if not FLAGS.out or (FLAGS.cifs is None) == (FLAGS.synthetic is None):
     raise app.UsageError('--out and one of --cifs or --synthetic are required')
+  if not check_flags():
+    return cli.USAGE_ERROR
   spec = corpus.CorpusSpec(max_peaks=FLAGS.max_peaks, wavelength=FLAGS.wavelength,
                            two_theta_max=FLAGS.two_theta_max)
   try:
     if FLAGS.synthetic:
-      synthetic.prior_weights(FLAGS.prior)  # refuses a bad prior before any work
       report = build_synthetic(FLAGS.synthetic, FLAGS.out, FLAGS.seed, FLAGS.prior, spec, FLAGS.workers,
                                FLAGS.test_fraction, FLAGS.max_atoms)
     else:
       report = build(FLAGS.cifs, FLAGS.out, spec, FLAGS.workers, FLAGS.default_b, FLAGS.on_mismatch,
-                     FLAGS.test_fraction)
+                     FLAGS.test_fraction, memory_limit=int(FLAGS.memory_gb * 2**30))
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
@@ -221,7 +266,7 @@ def main(argv):
   print(f"{report['files']} {what} -> train {report['written']['train']}, test {report['written']['test']}, "
         f"skipped {len(report['skipped'])} ({report['structures_per_second']} structures/s); "
         f"dataset {report['dataset']}; report {os.path.join(FLAGS.out, 'build_report.json')}")
-  return 0
+  return 1 if report['skipped'] else 0
 
 
 if __name__ == '__main__':
