@@ -26,6 +26,7 @@ import numpy as np
 CRYSTAL_SYSTEMS = ('triclinic', 'monoclinic', 'orthorhombic', 'tetragonal', 'trigonal', 'hexagonal', 'cubic')
 # First space-group number of each crystal system, and one past the last.
 _CS_BOUNDS = (1, 3, 16, 75, 143, 168, 195, 231)
+NUM_SPACE_GROUPS = _CS_BOUNDS[-1] - 1  # ITA numbers 1-230
 _HKL_BOX = 12
 # The derived table, stored so that importing costs nothing; tests re-derive it and compare.
 _TABLE_FILE = pathlib.Path(__file__).with_name('extinction_groups.json')
