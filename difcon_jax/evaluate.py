@@ -8,6 +8,11 @@ r"""Evaluate a trained model on one of the paper's three test sets, with its pic
 - experimental: measured patterns: an .npz with two_theta [n], intensity [N, n], space_group [N] (the layout of
   rruff_dev.npz, Cu Kα), or a folder of pattern files with labels.csv (columns file, space_group[, wavelength]).
 
+Bad input: flags, the checkpoint, the corpus, --data/--labels and the output folder are checked before any work (exit
+status 2). In a measured set, a pattern that cannot be used (unreadable file, NaN, a space group that is not 1-230)
+is left out with its reason and the others are evaluated; patterns.csv in the output folder has one row per pattern
+(ok or error) and the exit status is 1 when any was left out.
+
 Writes metrics.json (top-1 / top-5 per head, share of space groups outside the predicted crystal system),
 crystal_system_confusion.png and, for the simulated sets, embedding_similarity.png (the paper's Figure 4: cosine
 similarities of embeddings of N structures x 8 augmentations, arranged consecutively).
@@ -26,11 +31,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difcon_jax import cli
 from difcon_jax import inference
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
 from difcon_jax.crystallography import spacegroups
+from difcon_jax.data import corpus as corpus_lib
 from difcon_jax.data import input_pipeline
+from difcon_jax.io import labelled
 from difcon_jax.io import patterns as patterns_lib
 
 FLAGS = flags.FLAGS
@@ -141,50 +149,91 @@ def _simulated(model, corpus, distribution, batch_size):
   return logits, labels, data, aug_cfg
 
 
+MAX_POINTS_PER_BIN = 2  # finer patterns are averaged down to this many points per model bin before preprocessing
+
+
 def _measured(model, data_path, labels_path, batch_size):
-  """(grid patterns [N, bins], space groups [N], names, failures) of a measured set."""
-  items = []  # (Pattern, space group, wavelength)
-  failures = []
+  """(grid patterns [N, bins], space groups [N], names, rows) of a measured set; rows: one per pattern,
+  {'file', 'status', 'error', 'warning'}. Raises PatternError when the set as a whole cannot be read."""
+  del batch_size
   if data_path.endswith('.npz'):
-    d = np.load(data_path)
-    for i in range(len(d['intensity'])):
-      name = str(d['source_id'][i]) if 'source_id' in d.files else str(i)
-      items.append((patterns_lib.Pattern(d['two_theta'].astype(np.float64), np.maximum(d['intensity'][i], 0),
-                                         inference.TRAINING_WAVELENGTH, f'{data_path}[{name}]'),
-                    int(d['space_group'][i]), None))
+    items = labelled.read_npz(data_path, inference.TRAINING_WAVELENGTH)
   else:
-    if not labels_path:
-      raise app.UsageError('a folder of measured patterns needs --labels=labels.csv (file, space_group)')
-    for row in csv.DictReader(open(labels_path)):
-      path = os.path.join(data_path, row['file'])
-      try:
-        items.append((patterns_lib.read_pattern(path), int(row['space_group']),
-                      float(row['wavelength']) if row.get('wavelength') else None))
-      except patterns_lib.PatternError as e:
-        failures.append(str(e))
-  grids, sgs, names = [], [], []
-  for pattern, sg, wl in items:
+    items = labelled.read_folder(data_path, labels_path)
+  grids, sgs, names, rows = [], [], [], []
+  for item in items:
+    row = {'file': item.name, 'status': 'error', 'error': item.error, 'warning': '',
+           'space_group': item.space_group or ''}
+    rows.append(row)
+    if item.pattern is None:
+      continue
     try:
-      grids.append(inference.to_grid(pattern, model.grid, wl).values)
-      sgs.append(sg)
-      names.append(pattern.path)
-    except patterns_lib.PatternError as e:
-      failures.append(str(e))
-  return np.stack(grids), np.array(sgs), names, failures
+      pattern = patterns_lib.coarsen(item.pattern, MAX_POINTS_PER_BIN * model.grid.num_bins)
+      g = inference.to_grid(pattern, model.grid, item.wavelength)
+    except (patterns_lib.PatternError, ValueError, FloatingPointError) as e:
+      row['error'] = str(e) if str(e).startswith(item.name) else f'{item.name}: {e}'
+      continue
+    row.update(status='ok', warning='; '.join([*pattern.warnings, *g.warnings]))
+    grids.append(g.values)
+    sgs.append(item.space_group)
+    names.append(item.name)
+  grids = np.stack(grids) if grids else np.zeros((0, model.grid.num_bins), np.float32)
+  return grids, np.array(sgs, dtype=np.int64), names, rows
+
+
+def check_flags() -> bool:
+  """Prints one line per bad flag (what is allowed); True when all are fine. Runs before any work."""
+  checks = cli.Checks()
+  if FLAGS.checkpoint is not None:  # None: the bundled model
+    checks.require(os.path.exists(os.path.join(FLAGS.checkpoint, 'config.json')), 'checkpoint', FLAGS.checkpoint,
+                   'a training workdir or exported model (with config.json)')
+  checks.number('batch_size', FLAGS.batch_size, 1, integer=True)
+  checks.number('figure_structures', FLAGS.figure_structures, 1, integer=True)
+  if FLAGS.set == 'experimental':
+    if checks.require(bool(FLAGS.data), 'data', FLAGS.data, 'with --set=experimental: an .npz or a folder'):
+      if FLAGS.data.endswith('.npz'):
+        checks.require(os.path.isfile(FLAGS.data), 'data', FLAGS.data, 'an .npz file that exists')
+      else:
+        checks.require(os.path.isdir(FLAGS.data), 'data', FLAGS.data, 'an .npz file or a folder that exists')
+        checks.require(bool(FLAGS.labels) and os.path.isfile(FLAGS.labels), 'labels', FLAGS.labels,
+                       'with a folder for --data: a labels.csv (file, space_group[, wavelength]) that exists')
+  elif FLAGS.corpus is not None:
+    try:
+      corpus_lib.dataset_dir(FLAGS.corpus)
+    except FileNotFoundError as e:
+      checks.require(False, 'corpus', FLAGS.corpus, str(e).split(': ', 1)[-1])
+  if FLAGS.out or FLAGS.checkpoint:
+    checks.output_dir('out', FLAGS.out or os.path.join(FLAGS.checkpoint, f'eval_{FLAGS.set}'))
+  return not checks.report('evaluate')
 
 
 def main(argv):
   del argv
+  if not check_flags():
+    return cli.USAGE_ERROR
   model = inference.Model(FLAGS.checkpoint)
   out_dir = FLAGS.out or os.path.join(FLAGS.checkpoint, f'eval_{FLAGS.set}')
   os.makedirs(out_dir, exist_ok=True)
   extra = {}
+  failed = 0
   if FLAGS.set == 'experimental':
-    if not FLAGS.data:
-      raise app.UsageError('--set=experimental needs --data')
-    x, sg, names, failures = _measured(model, FLAGS.data, FLAGS.labels, FLAGS.batch_size)
+    try:
+      x, sg, names, rows = _measured(model, FLAGS.data, FLAGS.labels, FLAGS.batch_size)
+    except patterns_lib.PatternError as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 1
+    with cli.atomic_write(os.path.join(out_dir, 'patterns.csv'), newline='') as f:
+      writer = csv.DictWriter(f, fieldnames=['file', 'status', 'error', 'warning', 'space_group'])
+      writer.writeheader()
+      writer.writerows(rows)
+    failures = [r['error'] for r in rows if r['status'] != 'ok']
+    failed = len(failures)
     for f in failures:
       print(f'skipped {f}', file=sys.stderr)
+    if not len(x):
+      print(f'error: none of the {len(rows)} patterns of {FLAGS.data} could be used; reasons in '
+            f'{os.path.join(out_dir, "patterns.csv")}', file=sys.stderr)
+      return 1
     logits, labels = [], []
     for i in range(0, len(x), FLAGS.batch_size):
       logits.append(model(x[i:i + FLAGS.batch_size])[0])
@@ -194,6 +243,11 @@ def main(argv):
     extra['skipped'] = failures
   else:
     corpus = FLAGS.corpus or model.config.corpus
+    try:
+      corpus_lib.dataset_dir(corpus)
+    except FileNotFoundError as e:
+      print(f'error: {e} (give --corpus)', file=sys.stderr)
+      return cli.USAGE_ERROR
     dist = 'train' if FLAGS.set == 'equivariance' else 'invariance_test'
     logits, labels, data, aug_cfg = _simulated(model, corpus, dist, FLAGS.batch_size)
     inv_cfg = augment_params.config('invariance_test', model.config.num_bins, model.config.two_theta_max)
@@ -205,11 +259,11 @@ def main(argv):
   confusion = confusion_png(truth, pred, os.path.join(out_dir, 'crystal_system_confusion.png'),
                             f'{FLAGS.set}: crystal system (model step {model.step})')
   metrics.update(extra, set=FLAGS.set, model_step=model.step, crystal_system_confusion=confusion.tolist())
-  with open(os.path.join(out_dir, 'metrics.json'), 'w') as f:
+  with cli.atomic_write(os.path.join(out_dir, 'metrics.json')) as f:
     json.dump(metrics, f, indent=1)
-  print(f"{FLAGS.set} ({metrics['examples']} patterns): " + '  '.join(
+  print(f"{FLAGS.set} ({metrics['examples']} patterns{f', {failed} left out' if failed else ''}): " + '  '.join(
       f"{h} {metrics[f'{h}_top1']:.3f}/{metrics[f'{h}_top5']:.3f}" for h in HEADS) + f'  -> {out_dir}')
-  return 0
+  return 1 if failed else 0
 
 
 if __name__ == '__main__':

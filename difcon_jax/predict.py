@@ -6,7 +6,9 @@ r"""Batch prediction on measured powder patterns.
 Inputs are files, folders or globs (quote them). Each file gets one CSV row: the top-k crystal systems,
 extinction groups and space groups (number and symbol) with probabilities, the space groups led by those of
 the predicted crystal system. A file that cannot be used gets a row with its error, one line on stderr, and the
-rest still come out; the exit status is 1 when any failed.
+rest still come out; the exit status is 1 when any failed. A file read with a doubt (NaN rows dropped, decimal
+commas, no wavelength) is predicted with the doubt in its row's `warning`. Flags and the output paths are checked
+before any work (exit status 2); the CSV and the embeddings are written atomically.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from absl import logging
 import numpy as np
 import tqdm
 
+from difcon_jax import cli
 from difcon_jax.crystallography import spacegroups
-from difcon_jax.crystallography import wavelength as wavelength_lib
 from difcon_jax.io import patterns as patterns_lib
 
 FLAGS = flags.FLAGS
+MAX_POINTS_PER_BIN = 2  # finer files are averaged down to this many points per model bin before preprocessing
 
 
 def define_flags():
@@ -40,22 +43,32 @@ def define_flags():
   flags.DEFINE_bool('remove_background', True, 'Subtract a SNIP background before prediction.')
 
 
+def prepare(path, grid, wavelength, remove_background=True) -> tuple[np.ndarray, list[str]]:
+  """One file on the model grid [bins] and its warnings; raises PatternError (or ValueError) for a bad file."""
+  from difcon_jax import inference  # pylint: disable=g-import-not-at-top
+  pattern = patterns_lib.read_pattern(path)
+  # However finely the file is sampled, the work after reading scales with the model grid.
+  pattern = patterns_lib.coarsen(pattern, MAX_POINTS_PER_BIN * grid.num_bins)
+  g = inference.to_grid(pattern, grid, wavelength, remove_background=remove_background)
+  return g.values, [*pattern.warnings, *g.warnings]
+
+
 def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_background=True, progress=True):
   """Rows (dicts, in input order) and the embeddings [good files, dim]."""
   from difcon_jax import inference  # pylint: disable=g-import-not-at-top
   rows, good, grid_values = [], [], []
   for path in tqdm.tqdm(paths, desc='reading', unit='file', file=sys.stderr, disable=not progress):
     try:
-      pattern = patterns_lib.read_pattern(path)
-      g = inference.to_grid(pattern, model.grid, wavelength, remove_background=remove_background)
-      for w in g.warnings:
+      values, warnings = prepare(path, model.grid, wavelength, remove_background)
+      for w in warnings:
         logging.warning('%s', w)
-      rows.append({'file': path, 'status': 'ok', 'error': ''})
+      rows.append({'file': path, 'status': 'ok', 'error': '', 'warning': '; '.join(warnings)})
       good.append(len(rows) - 1)
-      grid_values.append(g.values)
-    except patterns_lib.PatternError as e:
-      rows.append({'file': path, 'status': 'error', 'error': str(e)})
-      print(f'error: {e}', file=sys.stderr)
+      grid_values.append(values)
+    except (patterns_lib.PatternError, ValueError, FloatingPointError) as e:
+      msg = str(e) if str(e).startswith(path) else f'{path}: {e}'
+      rows.append({'file': path, 'status': 'error', 'error': msg, 'warning': ''})
+      print(f'error: {msg}', file=sys.stderr)
   embeddings = []
   for start in tqdm.tqdm(range(0, len(good), batch_size), desc='predicting', unit='batch', file=sys.stderr,
                          disable=not progress):
@@ -75,9 +88,10 @@ def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_backg
         if r < cs_i.shape[1]:
           row[f'crystal_system_{r + 1}'] = spacegroups.CRYSTAL_SYSTEMS[cs_i[j, r]]
           row[f'crystal_system_{r + 1}_p'] = f'{cs_p[j, r]:.4f}'
-        row[f'extinction_group_{r + 1}'] = spacegroups.extinction_group_label(int(eg_i[j, r]))
-        row[f'extinction_group_{r + 1}_index'] = int(eg_i[j, r])
-        row[f'extinction_group_{r + 1}_p'] = f'{eg_p[j, r]:.4f}'
+        if r < eg_i.shape[1]:
+          row[f'extinction_group_{r + 1}'] = spacegroups.extinction_group_label(int(eg_i[j, r]))
+          row[f'extinction_group_{r + 1}_index'] = int(eg_i[j, r])
+          row[f'extinction_group_{r + 1}_p'] = f'{eg_p[j, r]:.4f}'
         row[f'space_group_{r + 1}'] = int(sg_i[j, r])
         row[f'space_group_{r + 1}_symbol'] = spacegroups.symbol(int(sg_i[j, r]))
         row[f'space_group_{r + 1}_p'] = f'{sg_p[j, r]:.4f}'
@@ -85,15 +99,28 @@ def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_backg
   return rows, emb
 
 
+def check_flags() -> tuple[bool, float | None]:
+  """(ok, measurement wavelength or None); prints one line per bad flag, before any work."""
+  checks = cli.Checks()
+  wl = checks.wavelength(FLAGS.wavelength, FLAGS.anode, allow_none=True)
+  checks.number('top_k', FLAGS.top_k, 1, spacegroups.NUM_SPACE_GROUPS, integer=True)
+  checks.number('batch_size', FLAGS.batch_size, 1, integer=True)
+  checks.output_file('output', FLAGS.output)
+  checks.output_file('embeddings', FLAGS.embeddings, allow_none=True)
+  return not checks.report('predict'), wl
+
+
 def main(argv):
   inputs = [p for item in FLAGS.input for p in item.split(',') if p] + list(argv[1:])
   if not inputs:
     raise app.UsageError('give pattern files with --input (or as arguments)')
+  ok, wl = check_flags()
+  if not ok:
+    return cli.USAGE_ERROR
   paths = patterns_lib.expand_inputs(inputs)
   if not paths:
     print(f'error: no pattern files in {inputs}', file=sys.stderr)
     return 2
-  wl = wavelength_lib.anode_wavelength(FLAGS.anode) if FLAGS.anode else FLAGS.wavelength
   from difcon_jax import inference  # pylint: disable=g-import-not-at-top
   try:
     model = inference.Model(FLAGS.checkpoint)
@@ -102,12 +129,13 @@ def main(argv):
     return 2
   rows, emb = predict_files(paths, model, wl, FLAGS.top_k, FLAGS.batch_size, FLAGS.remove_background)
   fields = list(dict.fromkeys(k for r in rows for k in r))
-  with open(FLAGS.output, 'w', newline='') as f:
+  with cli.atomic_write(FLAGS.output, newline='') as f:
     writer = csv.DictWriter(f, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
   if FLAGS.embeddings:
-    np.save(FLAGS.embeddings, emb)
+    with cli.atomic_write(FLAGS.embeddings, 'wb') as f:
+      np.save(f, emb)
   failed = sum(r['status'] != 'ok' for r in rows)
   print(f'{len(rows) - failed} predicted, {failed} failed -> {FLAGS.output} (model step {model.step})')
   return 1 if failed else 0

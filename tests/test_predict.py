@@ -56,7 +56,7 @@ def test_truncation_is_reported(tmp_path):
 
 
 def test_outside_the_grid(tmp_path):
-  np.savetxt(tmp_path / 'far.xy', np.stack([np.linspace(150, 170, 50), np.ones(50)], 1))
+  np.savetxt(tmp_path / 'far.xy', np.stack([np.linspace(150, 170, 50), 1.0 + np.arange(50) % 7], 1))
   with pytest.raises(patterns.PatternError, match='outside the model grid'):
     inference.to_grid(patterns.read_pattern(str(tmp_path / 'far.xy')), GRID, 1.5418)
 
