@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ import orbax.checkpoint as ocp
 
 from difcon_jax import evaluation
 from difcon_jax import losses
+from difcon_jax import train_checks
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
 from difcon_jax.crystallography import spacegroups
@@ -151,15 +153,17 @@ def _checkpoint_managers(workdir, config):
 
 
 def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
-  """Trains per config, resuming from workdir; returns the final state and the last evaluation metrics."""
-  os.makedirs(workdir, exist_ok=True)
+  """Trains per config, resuming from workdir; returns the final state and the last evaluation metrics.
+
+  Raises train_checks.ConfigError, before writing anything, for a bad config or one that does not match the
+  checkpoint already in workdir.
+  """
+  train_checks.check_config(config)
+  train_checks.check_workdir(workdir)
   if config.get('distributed', False):
     # Unset fields (None) are found by JAX from the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU).
     jax.distributed.initialize(coordinator_address=config.get('coordinator_address'),
                                num_processes=config.get('num_processes'), process_id=config.get('process_id'))
-  if jax.process_index() == 0:  # predict and evaluate rebuild the model from it
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=1))
   mesh = Mesh(np.array(jax.devices()), ('data',))
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   if config.batch_size % jax.device_count():
@@ -178,10 +182,15 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   # Restore.
   latest, best = _checkpoint_managers(workdir, config)
   if latest.latest_step() is not None:
+    train_checks.check_checkpoint_matches(state, str(latest.directory), latest.latest_step(), workdir)
     state = latest.restore(latest.latest_step(), args=ocp.args.StandardRestore(state))
     logging.info('restored step %d from %s', int(state.step), latest.directory)
   state = jax.device_put(state, replicated)
   start = int(state.step)
+  if jax.process_index() == 0:  # predict and evaluate rebuild the model from it; written once the config is known good
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=1))
+    train_checks.trim_metrics(workdir, start)  # rows after the checkpoint are written again by this run
 
   step = functools.partial(train_step, model=model, tx=tx, config=config, aug_cfg=aug_cfg, mesh=mesh)
   step_fn = jax.jit(step, in_shardings=(replicated, sharded), out_shardings=(replicated, replicated), donate_argnums=0)
@@ -251,8 +260,26 @@ def main(argv):
   # Orbax reports every step of every save at INFO; keep its warnings only.
   logging.get_absl_logger().addFilter(
       lambda record: record.levelno >= logging.converter.STANDARD_WARNING or 'orbax' not in record.pathname)
-  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except train_checks.ConfigError as e:
+    for line in str(e).splitlines():
+      print(f'train: error: {line}', file=sys.stderr)
+    return 2
+  return 0
+
+
+def _parse_flags(argv):
+  """absl's parser, with an unknown --config.field refused in one line instead of a traceback."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as e:
+    key = str(e).strip('"\'')
+    given = [a.split('=')[0] for a in argv if a.startswith('--config.') and a.split('=')[0].split('.')[-1] == key]
+    print(f'train: error: {given[0] if given else key}: the config has no such field (the fields are those of '
+          f'difcon_jax/config_base.py)', file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

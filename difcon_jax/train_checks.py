@@ -1,0 +1,156 @@
+"""Checks the trainer runs before it touches anything: the config's values, the config against the checkpoint
+already in the workdir, and metrics.jsonl trimmed to the step a resumed run starts from.
+
+A mistaken rerun (a changed model shape on an existing workdir, `steps=-1`, `best_metric=nope`) is refused with
+one line per problem before config.json, checkpoints or logs are written, so the workdir stays usable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from difcon_jax import evaluation
+from difcon_jax.augment import params as augment_params
+
+EVALUATORS = ('equivariance', 'invariance')  # names of evaluation.make_evaluators
+OPTIMIZERS = ('adamw', 'lars')
+SSL_LOSSES = ('barlow_twins', 'nt_xent')
+
+
+class ConfigError(ValueError):
+  """A config the trainer refuses; the message has one line per problem."""
+
+
+def metric_names() -> list[str]:
+  """Every name the periodic evaluation reports (what best_metric may be)."""
+  return [f'{e}/{h}_{k}' for e in EVALUATORS for h in evaluation.HEADS for k in ('top1', 'top5')]
+
+
+def config_errors(config) -> list[str]:
+  """One line per field with a value the trainer cannot use: 'config.steps=-1: an integer at least 1'."""
+  errors = []
+
+  def need(ok, field, allowed):
+    if not ok:
+      errors.append(f'config.{field}={_get(config, field)!r}: {allowed}')
+
+  def integer(field, lo=1):
+    v = _get(config, field)
+    need(isinstance(v, int) and not isinstance(v, bool) and v >= lo, field, f'an integer at least {lo}')
+
+  def number(field, lo, hi, hi_open=False):
+    v = _get(config, field)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v and (
+        v < hi if hi_open else v <= hi)
+    need(ok, field, f'a number from {lo:g} to {hi:g}{" (exclusive)" if hi_open else ""}')
+
+  for field in ('steps', 'batch_size', 'log_every', 'eval_every', 'eval_batch_size', 'eval_examples',
+                'checkpoint_every', 'keep_checkpoints', 'num_bins', 'model.width', 'model.embedding_dim',
+                'model.kernel_size', 'model.stem_stride'):
+    integer(field)
+  integer('seed', 0)
+  number('two_theta_max', 1, 180, hi_open=True)
+  number('ema_decay', 0, 1, hi_open=True)
+  number('optimizer.learning_rate', 0, 1e3)
+  need(isinstance(config.get('corpus'), str) and config.corpus != '', 'corpus', 'a corpus folder')
+  need(config.get('best_metric') in metric_names(), 'best_metric', f'one of {", ".join(metric_names())}')
+  need(config.get('augmentation') in augment_params.DISTRIBUTIONS, 'augmentation',
+       f'one of {", ".join(augment_params.DISTRIBUTIONS)}')
+  need(_get(config, 'optimizer.name') in OPTIMIZERS, 'optimizer.name', f'one of {", ".join(OPTIMIZERS)}')
+  need(_get(config, 'loss.ssl') in SSL_LOSSES, 'loss.ssl', f'one of {", ".join(SSL_LOSSES)}')
+  stages = _get(config, 'model.stage_sizes')
+  need(isinstance(stages, (tuple, list)) and len(stages) > 0 and all(isinstance(s, int) and s >= 1 for s in stages),
+       'model.stage_sizes', 'a non-empty tuple of integers at least 1')
+  return errors
+
+
+def _get(config, dotted: str):
+  node = config
+  for part in dotted.split('.'):
+    try:
+      node = node[part]
+    except (KeyError, TypeError, AttributeError):
+      return None
+  return node
+
+
+def check_config(config) -> None:
+  """Raises ConfigError listing every bad field."""
+  errors = config_errors(config)
+  if errors:
+    raise ConfigError('\n'.join(errors))
+
+
+def _shapes(tree) -> dict[str, tuple]:
+  import jax  # pylint: disable=g-import-not-at-top
+  flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, 'shape'))[0]
+  # Checkpoint metadata keys lists by '0', '1'; the state by 0, 1: compare names as text.
+  name = lambda path: '/'.join(str(getattr(p, 'key', getattr(p, 'idx', getattr(p, 'name', p)))) for p in path)
+  return {name(k): tuple(v.shape) for k, v in flat if hasattr(v, 'shape')}
+
+
+def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str) -> None:
+  """Raises ConfigError when the checkpoint at `step` holds arrays of other names or shapes than `state` (a model,
+  optimiser or EMA setting that differs from the run that wrote the workdir)."""
+  import flax.serialization  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  metadata = ocp.StandardCheckpointer().metadata(os.path.join(checkpoint_dir, str(step), 'default'))
+  saved = _shapes(getattr(metadata, 'item_metadata', metadata))
+  wanted = _shapes(flax.serialization.to_state_dict(state))
+  if saved == wanted:
+    return
+  only_saved = sorted(set(saved) - set(wanted))
+  only_wanted = sorted(set(wanted) - set(saved))
+  differ = sorted(k for k in set(saved) & set(wanted) if saved[k] != wanted[k])
+  detail = []
+  if differ:
+    detail.append(f'{len(differ)} array(s) of another shape, e.g. {differ[0]} {saved[differ[0]]} in the '
+                  f'checkpoint, {wanted[differ[0]]} in this config')
+  if only_saved or only_wanted:
+    detail.append(f'{len(only_saved)} array(s) only in the checkpoint, {len(only_wanted)} only in this config'
+                  f' (e.g. {(only_saved or only_wanted)[0]})')
+  saved_config = os.path.join(workdir, 'config.json')
+  raise ConfigError(f'{workdir} holds a checkpoint (step {step}) of a different model: {"; ".join(detail)}. '
+                    f'Use a new --workdir, or the config that wrote this one ({saved_config}); '
+                    f'nothing in {workdir} was changed.')
+
+
+def check_workdir(workdir: str) -> None:
+  """Raises ConfigError when workdir exists but is not a folder, or cannot be written."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f'--workdir={workdir}: a file, not a folder')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, '.write_test')
+    with open(probe, 'w'):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise ConfigError(f'--workdir={workdir}: cannot be written ({e.strerror})') from None
+
+
+def trim_metrics(workdir: str, step: int) -> int:
+  """Drops the rows of metrics.jsonl after `step` (written by a run that died before its next checkpoint; the
+  resumed run writes them again), so that each step has its rows once. Returns how many were dropped."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    lines = f.read().splitlines()
+  keep = []
+  for line in lines:
+    try:
+      row_step = json.loads(line).get('step', 0)
+    except (ValueError, AttributeError):
+      continue  # a line cut short by the kill
+    if row_step <= step:
+      keep.append(line)
+  if len(keep) == len(lines):
+    return 0
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(''.join(l + '\n' for l in keep))
+  os.replace(tmp, path)
+  return len(lines) - len(keep)
