@@ -51,11 +51,7 @@ class TrainState(flax.struct.PyTreeNode):
 # ------------------------------------------------------------------------------------------------ building
 
 def create_model(config) -> resnet1d.DifconNet:
-  m = config.model
-  return resnet1d.DifconNet(
-      num_extinction_groups=spacegroups.num_extinction_groups(), stage_sizes=tuple(m.stage_sizes),
-      width=m.width, stem_stride=m.stem_stride, kernel_size=m.kernel_size, embedding_dim=m.embedding_dim,
-      projector_dims=tuple(m.projector_dims), norm=m.norm, dtype=jnp.bfloat16 if m.bf16 else jnp.float32)
+  return resnet1d.from_config(config)
 
 
 def create_optimizer(config) -> optax.GradientTransformation:
