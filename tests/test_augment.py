@@ -203,17 +203,24 @@ def test_chunked_rendering_is_the_vmapped_one(chunk):
   np.testing.assert_allclose(np.asarray(chunked(tt, y, draws)), np.asarray(whole(tt, y, draws)), atol=1e-6)
 
 
-@pytest.mark.parametrize('dist', ['train', 'invariance_test', 'ideal'])
+@pytest.mark.parametrize('dist', ['train', 'invariance_test', 'ideal', 'lab'])
 def test_no_nan_for_degenerate_inputs(dist):
   p = 8
-  tt = np.zeros((5, p), np.float32)
-  y = np.zeros((5, p), np.float32)
+  tt = np.zeros((6, p), np.float32)
+  y = np.zeros((6, p), np.float32)
   tt[1, 0], y[1, 0] = 50.0, 1.0  # one peak
   tt[2, :2], y[2, :2] = [-5.0, 130.0], [1.0, 1.0]  # peaks beyond the range
   tt[3, :2], y[3, :2] = [np.nan, 20.0], [1.0, np.inf]  # broken values
   tt[4, :] = 60.0  # positions but zero intensity: padding only
-  out = np.asarray(_augment_fn(dist)(jax.random.key(0), tt, y))
-  assert out.shape == (5, GRID.num_bins)
+  tt[5, :2], y[5, :2] = [119.9, 0.01], [1.0, 1.0]  # at the ends of the grid
+  # Each peak's hkl and the cells (lab's preferred orientation; the others do not use them), some degenerate:
+  # zeros, NaN, and the last without a volume.
+  hkl = np.zeros((6, p, 3), np.int16)
+  hkl[:, 0] = [1, 0, 0]
+  cell = np.float32([[4, 4, 4, 90, 90, 90], [0, 0, 0, 0, 0, 0], [np.nan] * 6, [1, 1, 1, 90, 90, 90],
+                     [3, 4, 5, 60, 60, 60], [5, 5, 5, 120, 120, 120]])
+  out = np.asarray(_augment_fn(dist)(jax.random.key(0), tt, y, hkl, cell))
+  assert out.shape == (6, GRID.num_bins)
   assert np.all(np.isfinite(out))
   assert np.abs(out).max() <= 1.0 + 1e-6
 
@@ -230,3 +237,31 @@ def test_plot_command(tmp_path):
                        capture_output=True, text=True)
   assert run.returncode == 0, run.stderr
   assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+# Block sums (6 x 2,000 bins) and sums of squares of three patterns per distribution, recorded before the lab
+# distribution and its per-distribution profile limits were added: train, invariance_test and ideal must render
+# as they did.
+_RECORDED = {
+    'train': ([[0.6488, 5.5999, 2.7886, 14.7694, 4.593, -0.2324], [9.971, 7.459, 2.9957, 1.5621, 6.1733, 0.3478],
+               [13.5357, 2.387, 6.4547, 5.4652, 13.3229, -0.2072]], [11.0218, 13.5191, 17.2424]),
+    'invariance_test': ([[0.0, 5.4598, 7.2355, 24.681, -0.2112, 0.0], [0.0, 17.0068, 7.9417, 3.6535, 10.3972, 0.0],
+                         [0.0, 3.8894, 13.3376, 11.3593, 7.543, 0.0]], [13.6709, 13.5995, 14.1036]),
+    'ideal': ([[8.2866, 5.4165, 1.6999, 13.4147, 4.3441, 2.581], [17.4457, 10.7621, 4.871, 0.7096, 5.9347, 4.0588],
+               [12.0198, 3.941, 6.8887, 5.2594, 11.8438, 4.808]], [14.0158, 18.1562, 17.3276]),
+}
+
+
+@pytest.mark.parametrize('dist', ['train', 'invariance_test', 'ideal'])
+def test_table1_distributions_render_as_recorded(dist):
+  rng = np.random.default_rng(11)
+  tt = np.zeros((3, 48), np.float32)
+  y = np.zeros((3, 48), np.float32)
+  for b in range(3):
+    tt[b, :30] = np.sort(rng.uniform(3, 118, 30))
+    y[b, :30] = rng.uniform(0.01, 1, 30)
+    y[b, 0] = 1.0
+  out = np.asarray(_augment_fn(dist)(jax.random.key(2024), tt, y), np.float64)
+  blocks, squares = _RECORDED[dist]
+  np.testing.assert_allclose(out.reshape(3, 6, 2000).sum(-1), blocks, atol=2e-3)
+  np.testing.assert_allclose((out ** 2).sum(1), squares, rtol=1e-4)

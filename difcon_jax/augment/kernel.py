@@ -17,10 +17,18 @@ part (tail mass outside < 1%) and ±3·FWHM_max for the Gaussian part, and scatt
 
 `render_batch` renders a batch in a loop of chunks (8 patterns on a CPU, where a chunk's windows stay in cache;
 the whole batch on accelerators) and, given a device mesh, each device its own share of the batch.
+
+The `lab` distribution (params.py) adds a laboratory diffractometer's effects, each an operation below:
+March-Dollase preferred orientation (`march_dollase`, from each peak's hkl and the cell when the caller has them),
+sample displacement (`displace`), instrument + crystallite-size + microstrain widths (`lab_fwhm`), peaks up to 0.3°
+wide (a mid zone of each window, `profile_masses`), the Cu Kα2 line (`add_kalpha2`), a measured-looking background
+(`measured_background`) under the counting noise. Profile limits and windows are a property of the distribution
+(`cfg.profile`); train, invariance_test and ideal render exactly as before.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -42,14 +50,26 @@ def bin_width(grid: ml_collections.ConfigDict) -> float:
   return (grid.two_theta_max - grid.two_theta_min) / grid.num_bins
 
 
-def window_bins(grid: ml_collections.ConfigDict) -> tuple[int, int]:
-  """Half-widths (bins) of the Lorentzian and Gaussian windows."""
+def _limits(profile: ml_collections.ConfigDict | None) -> ml_collections.ConfigDict:
+  """A distribution's profile limits (params.profile_limits); None: Table 1's."""
+  return profile if profile is not None else params_lib.profile_limits('train')
+
+
+def window_bins(grid: ml_collections.ConfigDict, profile: ml_collections.ConfigDict | None = None) -> tuple[int, int]:
+  """Half-widths (bins) of every peak's window and of its core (where the Gaussian part lives).
+
+  The core is at least the near zone (_NEAR_BINS); wider peaks (lab) get a mid zone out to
+  gauss_window_fwhm·FWHM_max, where the Gaussian has fallen below 4e-8 of its height (2.5 FWHM) and from where the
+  far series of the Lorentzian converges (2x/h > 5 at the widest peak).
+  """
+  p = _limits(profile)
   w = bin_width(grid)
-  k_l = int(math.ceil(params_lib.LORENTZ_WINDOW_FWHM * params_lib.FWHM_MAX / w))
-  k_g = int(math.ceil(params_lib.GAUSS_WINDOW_FWHM * params_lib.FWHM_MAX / w))
-  if k_g > _NEAR_BINS:
-    raise ValueError(f'bins of {w}° are too fine for the near window of {_NEAR_BINS} bins')
-  return k_l, k_g
+  ceil = lambda x: int(math.ceil(round(x, 9)))  # 10 · 0.3 / 0.01 is 300, not 300.00000000000006
+  k = ceil(p.lorentz_window_fwhm * p.fwhm_max / w)
+  core = max(_NEAR_BINS, ceil(p.gauss_window_fwhm * p.fwhm_max / w - 0.5))
+  if k <= core:
+    raise ValueError(f'a window of {k} bins does not reach past the core of {core} bins')
+  return k, core
 
 
 # ----------------------------------------------------------------------------------------------- random draws
@@ -99,6 +119,67 @@ def sample_draws(key: jax.Array, cfg: ml_collections.ConfigDict, batch: int, num
   out['impurity_two_theta'] = g.two_theta_min + 1.0 + imp[0] * (g.two_theta_max - g.two_theta_min - 2.0)
   out['impurity_intensity'] = (lo + imp[1] * (hi - lo)) * (jnp.arange(m)[None, :] < out.pop('impurities')[:, None])
   out['white'], out['gauss'] = _per_bin_noise(k_noise, (batch, n))
+  if cfg.get('lab_effects'):
+    out.update(_sample_lab(jax.random.fold_in(key, _LAB_STREAM), d, batch))
+  return out
+
+
+# The lab draws come from a stream of their own (fold_in): the Table 1 draws of a key use the same random numbers
+# in every distribution, and train, invariance_test and ideal render as before lab existed.
+_LAB_STREAM = 1
+_LAB_UNIFORM = ('microstrain', 'kalpha2_ratio', 'displacement', 'march_dollase_log_r', 'background_level',
+                'hump_amplitude', 'hump_centre', 'hump_fwhm', 'low_angle_amplitude', 'low_angle_decay')
+_LAB_LOG_UNIFORM = ('crystallite_size',)
+_LAB_SWITCHES = ('kalpha2', 'preferred_orientation', 'hump')  # effects on with a probability
+# Preferred-orientation directions: the normals of low-index planes, one of each ± pair (platelets lie on, and
+# needles grow along, low-index planes and axes).
+PREFERRED_DIRECTIONS = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1],
+                                 [0, 1, 1], [0, 1, -1], [1, 1, 1], [-1, 1, 1], [1, -1, 1], [1, 1, -1]])
+
+
+def _sample_lab(key, d, batch: int) -> Draws:
+  """The lab distribution's instrument, sample and background quantities for `batch` patterns."""
+  k_u, k_cheb, k_dir = jax.random.split(key, 3)
+  names = _LAB_UNIFORM + _LAB_LOG_UNIFORM
+  u = jax.random.uniform(k_u, (len(names) + len(_LAB_SWITCHES) + 2, batch))
+  out = {}
+  for i, name in enumerate(names):
+    lo, hi = d[name]
+    if name in _LAB_LOG_UNIFORM:
+      out[name] = jnp.exp(math.log(lo) + u[i] * (math.log(hi) - math.log(lo)))
+    else:
+      out[name] = lo + u[i] * (hi - lo)
+  on = {name: u[len(names) + i] < d[name] for i, name in enumerate(_LAB_SWITCHES)}
+  sign = jnp.where(u[-2:] < 0.5, 1.0, -1.0)
+  out['kalpha2_ratio'] = jnp.where(on['kalpha2'], out['kalpha2_ratio'], 0.0)
+  out['displacement'] = out['displacement'] * sign[0]
+  out['march_dollase_r'] = jnp.where(on['preferred_orientation'], jnp.exp(sign[1] * out.pop('march_dollase_log_r')),
+                                     1.0)
+  directions = jnp.asarray(PREFERRED_DIRECTIONS, jnp.float32)
+  out['preferred_direction'] = directions[jax.random.randint(k_dir, (batch,), 0, len(PREFERRED_DIRECTIONS))]
+  out['hump_amplitude'] = jnp.where(on['hump'], out['hump_amplitude'], 0.0)
+  lo, hi = d.background_chebyshev
+  out['background_chebyshev'] = jax.random.uniform(k_cheb, (batch, params_lib.CHEBYSHEV_TERMS), minval=lo, maxval=hi)
+  return out
+
+
+# Draw values that switch every lab effect and every Table 1 perturbation off, leaving a lone Gaussian of FWHM
+# 0.02° per peak: the baseline of pictures and tests that show one effect at a time (`override_draws`).
+LAB_EFFECTS_OFF = dict(
+    zero_shift=0.0, jitter=0.0, peak_crop_low=0.0, peak_crop_high=180.0, intensity_noise=0.0,
+    impurity_intensity=0.0, background=0.0, counting_noise=0.0, dilation=1, crop_low=0.0, crop_high=180.0,
+    U=0.0, V=0.0, W=4e-4, eta=0.0, asymmetry=0.0, crystallite_size=1e9, microstrain=0.0, kalpha2_ratio=0.0,
+    displacement=0.0, march_dollase_r=1.0, background_level=0.0, background_chebyshev=0.0, hump_amplitude=0.0,
+    low_angle_amplitude=0.0)
+
+
+def override_draws(draws: Draws, **values) -> Draws:
+  """A copy of `draws` (arrays with a leading batch axis) with some quantities set to fixed values, broadcast
+  over the batch (and over the peaks or bins where a quantity has them)."""
+  out = dict(draws)
+  for name, value in values.items():
+    a = np.asarray(draws[name])
+    out[name] = np.broadcast_to(np.asarray(value, a.dtype), a.shape).copy()
   return out
 
 
@@ -137,6 +218,54 @@ def shift_positions(two_theta, zero_shift, jitter):
   return two_theta + zero_shift + jitter
 
 
+def displace(two_theta, displacement):
+  """Sample displacement: 2θ + D cos θ (degrees). A flat sample s mm off the goniometer axis of a Bragg-Brentano
+  instrument of radius R mm shifts every peak by -(2s/R) cos θ radians (Klug & Alexander 1974): D = -(360/π) s/R.
+  Unlike the zero shift, it shrinks towards high angles."""
+  return two_theta + displacement * jnp.cos(jnp.deg2rad(two_theta) / 2)
+
+
+def reciprocal_vectors(hkl, cell):
+  """Cartesian reciprocal-lattice vectors h a* + k b* + l c* (Å⁻¹, no 2π) of hkl [..., 3] in a cell [6] (a, b, c
+  in Å; α, β, γ in degrees): a along x, b in the xy plane, and a* = (b × c) / V, b* = (c × a) / V,
+  c* = (a × b) / V."""
+  a, b, c = cell[0], cell[1], cell[2]
+  cos_al, cos_be, cos_ga = (jnp.cos(jnp.deg2rad(cell[i])) for i in (3, 4, 5))
+  sin_ga = jnp.sin(jnp.deg2rad(cell[5]))
+  cy = (cos_al - cos_be * cos_ga) / sin_ga
+  cz = jnp.sqrt(jnp.maximum(1 - cos_be ** 2 - cy ** 2, 0.0))
+  zero = jnp.zeros_like(a)
+  va = jnp.stack([a, zero, zero])
+  vb = jnp.stack([b * cos_ga, b * sin_ga, zero])
+  vc = jnp.stack([c * cos_be, c * cy, c * cz])
+  volume = jnp.dot(va, jnp.cross(vb, vc))
+  reciprocal = jnp.stack([jnp.cross(vb, vc), jnp.cross(vc, va), jnp.cross(va, vb)]) / volume
+  return hkl @ reciprocal
+
+
+def march_dollase(hkl, cell, direction, r):
+  """Preferred-orientation factor [p] of each peak (Dollase 1986, J. Appl. Cryst. 19, 267):
+  (r² cos²α + sin²α / r)^(-3/2), α the angle between the peak's reciprocal vector (hkl [p, 3]) and the preferred
+  direction (the reciprocal vector of a plane's hkl [3]), r the March-Dollase parameter (1: none; < 1 platelets
+  on that plane; > 1 needles). Averaged over all directions the factor is 1. Padding (hkl 0) and cells without a
+  volume get 1.
+
+  One representative hkl per peak (the corpus keeps the strongest family's of each merged peak) stands for its
+  family. The exact factor averages over the family's symmetry-equivalent hkl, up to 48, which the corpus would
+  have to keep for every peak (and the kernel evaluate). The representative is close in low symmetry (families of
+  2-4 members, ± pairs) and overstates or even inverts the factor in high symmetry (cubic {100} along [001]: two
+  members parallel, four perpendicular). It is kept because the augmentation needs the hkl-correlated intensity
+  changes that preferred orientation makes, not a refinement's correction of them.
+  """
+  q = reciprocal_vectors(hkl.astype(jnp.float32), cell)  # [p, 3]
+  n = reciprocal_vectors(direction, cell)  # [3]
+  qq, nn = jnp.sum(q * q, -1), jnp.sum(n * n)
+  valid = (qq > 0) & (nn > 0) & jnp.isfinite(qq) & jnp.isfinite(nn)
+  cos2 = jnp.where(valid, jnp.sum(q * n, -1) ** 2 / jnp.where(valid, qq * nn, 1.0), 1.0)
+  factor = (r * r * cos2 + (1 - cos2) / r) ** -1.5
+  return jnp.where(valid, factor, 1.0)
+
+
 def crop_peaks(two_theta, intensity, low, high):
   """Removes (zeroes) the peaks below `low` or above `high` degrees."""
   return jnp.where((two_theta >= low) & (two_theta <= high), intensity, 0.0)
@@ -163,17 +292,38 @@ def bin_positions(two_theta, grid):
   return index, grid.two_theta_min + (index + 0.5) * w
 
 
-def caglioti_fwhm(two_theta, U, V, W, p):
-  """FWHM (degrees) = sqrt(U tan²θ + V tanθ + W + p / cos²θ), clipped to [0.005, 0.05]."""
+def caglioti_fwhm(two_theta, U, V, W, p, profile=None):
+  """FWHM (degrees) = sqrt(U tan²θ + V tanθ + W + p / cos²θ), clipped to the profile limits ([0.005, 0.05])."""
+  lim = _limits(profile)
   theta = jnp.deg2rad(two_theta) / 2
   t = jnp.tan(theta)
   h2 = U * t * t + V * t + W + p / jnp.cos(theta) ** 2
-  return jnp.clip(jnp.sqrt(jnp.maximum(h2, 0.0)), params_lib.FWHM_MIN, params_lib.FWHM_MAX)
+  return jnp.clip(jnp.sqrt(jnp.maximum(h2, 0.0)), lim.fwhm_min, lim.fwhm_max)
 
 
-def side_widths(fwhm, asymmetry):
+def lab_fwhm(two_theta, U, V, W, size, strain, profile=None):
+  """FWHM (degrees) of an instrument and a sample: the Caglioti instrument width and the sample's crystallite-size
+  and microstrain broadening added in quadrature,
+
+    FWHM² = U tan²θ + V tanθ + W + (K λ / (L cos θ))² + (4 ε tan θ)²   (the last two in radians -> degrees²),
+
+  with L = `size` (nm), ε = `strain`, K = params.SCHERRER_K and λ the grid wavelength. Quadrature is exact for
+  Gaussian components and an approximation for the Lorentzian part of a sample's profile (which the shape
+  mixing η of Table 1 covers); clipped to the profile limits.
+  """
+  lim = _limits(profile)
+  theta = jnp.deg2rad(two_theta) / 2
+  t = jnp.tan(theta)
+  size_broadening = jnp.rad2deg(params_lib.SCHERRER_K * params_lib.GRID_WAVELENGTH / (10.0 * size * jnp.cos(theta)))
+  strain_broadening = jnp.rad2deg(4.0 * strain * t)
+  h2 = U * t * t + V * t + W + size_broadening ** 2 + strain_broadening ** 2
+  return jnp.clip(jnp.sqrt(jnp.maximum(h2, 0.0)), lim.fwhm_min, lim.fwhm_max)
+
+
+def side_widths(fwhm, asymmetry, profile=None):
   """Low- and high-angle half widths of the split profile."""
-  clip = lambda h: jnp.clip(h, params_lib.FWHM_MIN, params_lib.FWHM_MAX)
+  lim = _limits(profile)
+  clip = lambda h: jnp.clip(h, lim.fwhm_min, lim.fwhm_max)
   return clip(fwhm * (1 + asymmetry / 2)), clip(fwhm * (1 - asymmetry / 2))
 
 
@@ -206,31 +356,51 @@ def _half_cdf_lorentz(x, h):
 _NEAR_BINS = 16
 
 
-def _far_coefficients(k: int, w: float) -> np.ndarray:
-  """[4, k - NEAR] constants c_n(o) such that the unit-height Lorentzian mass of the bin at offset o > NEAR is
+def _far_coefficients(k: int, w: float, start: int = _NEAR_BINS) -> np.ndarray:
+  """[4, k - start] constants c_n(o) such that the unit-height Lorentzian mass of the bin at offset o > start is
   sum_n h^(2n+2) c_n(o), from atan(z) = π/2 - 1/z + 1/(3z³) - 1/(5z⁵) + 1/(7z⁷) - ... with z = 2x/h.
 
-  At o > 16 bins z > 6.6 (h <= 0.05°, bins of 0.01°), and the first omitted term is below 1e-7 of the mass.
+  At o > 16 bins z > 6.6 (h <= 0.05°, bins of 0.01°), and the first omitted term is below 1e-7 of the mass; past
+  the core of the lab windows (75 bins, h <= 0.3°) z > 5 and it is below 3e-6.
   """
-  o = np.arange(_NEAR_BINS + 1, k + 1, dtype=np.float64)
+  o = np.arange(start + 1, k + 1, dtype=np.float64)
   x1, x2 = (o - 0.5) * w, (o + 0.5) * w
   terms = [(1 / 4, 1), (-1 / 48, 3), (1 / 320, 5), (-1 / 1792, 7)]
   return np.stack([c * (x1**-n - x2**-n) for c, n in terms]).astype(np.float32)
 
 
-def profile_masses(h_left, h_right, eta, grid):
+def _mid_masses(h, x, eta, inv_area, w):
+  """[p, m] masses of the bins centred at distances x [m] (degrees, beyond the near zone) from the peak: the
+  midpoint rule with its curvature term, w·f + w³·f''/24, for the Gaussian and the Lorentzian parts. 16 bins or
+  more from the centre of a peak of FWHM 0.005-0.3°, the first omitted term, w⁵·f⁗/1920, is below 1e-8 of the
+  peak's area (1e-6 of the Lorentzian's mass there), and the rule needs neither erf nor atan."""
+  q = (1.0 / (h * h))[:, None]
+  u = 4 * x * x * q  # (2x/h)²
+  lorentz = 1 / (1 + u)
+  lorentz2 = 8 * q * (3 * u - 1) * lorentz ** 3  # d²/dx² of 1 / (1 + 4x²/h²)
+  a = 4 * _LN2 * q
+  gauss = jnp.exp(-a * x * x)
+  gauss2 = (4 * a * a * x * x - 2 * a) * gauss
+  c = w * w / 24
+  return w * (eta * (lorentz + c * lorentz2) + (1 - eta) * (gauss + c * gauss2)) * inv_area
+
+
+def profile_masses(h_left, h_right, eta, grid, profile=None):
   """Integral over each bin of the window of every peak's unit-area split pseudo-Voigt.
 
   Args:
     h_left, h_right: [p] half-profile FWHMs (degrees).
     eta: Lorentzian fraction (scalar).
+    profile: the distribution's profile limits (None: Table 1's).
   Returns:
-    (left, centre, right): [p, k - NEAR], [p, 2 NEAR + 1], [p, k - NEAR] masses of the bins at offsets
-    -k..-NEAR-1, -NEAR..NEAR and NEAR+1..k from the peak's bin (the peak sits at its bin centre). Three pieces
-    rather than one array because XLA on the CPU does not fuse a concatenation into the elementwise work.
+    A list of (offset, masses [p, m]): the masses of the bins at offsets offset..offset+m-1 from the peak's bin
+    (the peak sits at its bin centre). Near zone |o| <= NEAR: the closed-form CDF at the bin edges; mid zone
+    NEAR < |o| <= core (only where the Gaussian part reaches past NEAR, as in lab): `_mid_masses`; far zone
+    core < |o| <= k: the Lorentzian tail by its asymptotic series. Pieces rather than one array because XLA on
+    the CPU does not fuse a concatenation into the elementwise work.
   """
   w = bin_width(grid)
-  k, _ = window_bins(grid)
+  k, core = window_bins(grid, profile)
   near = _NEAR_BINS
   inv_area = 1 / (0.5 * (h_left + h_right) * ((1 - eta) * _GAUSS_AREA + eta * _LORENTZ_AREA))[:, None]
 
@@ -240,14 +410,19 @@ def profile_masses(h_left, h_right, eta, grid):
 
   edges = (jnp.arange(-near, near + 2, dtype=h_left.dtype)[None, :] - 0.5) * w  # relative to the bin centre
   centre = (near_cdf(edges[:, 1:]) - near_cdf(edges[:, :-1])) * inv_area
-  coef = _far_coefficients(k, w)
+  coef = _far_coefficients(k, w, core)
 
   def far(h, c):  # Horner in h²: h²(c1 + h²(c3 + h²(c5 + h² c7)))
     c1, c3, c5, c7 = (jnp.asarray(x)[None, :] for x in c)
     h2 = (h * h)[:, None]
     return eta * h2 * (c1 + h2 * (c3 + h2 * (c5 + h2 * c7))) * inv_area
 
-  return far(h_left, coef[:, ::-1]), centre, far(h_right, coef)
+  if core == near:
+    return [(-k, far(h_left, coef[:, ::-1])), (-near, centre), (near + 1, far(h_right, coef))]
+  x = jnp.arange(near + 1, core + 1, dtype=h_left.dtype) * w
+  return [(-k, far(h_left, coef[:, ::-1])), (-core, _mid_masses(h_left, x[::-1], eta, inv_area, w)),
+          (-near, centre), (near + 1, _mid_masses(h_right, x, eta, inv_area, w)),
+          (core + 1, far(h_right, coef))]
 
 
 def _add_windows(padded, first, rows):
@@ -257,7 +432,7 @@ def _add_windows(padded, first, rows):
   return jax.lax.scatter_add(padded, first[:, None], rows, dnums, mode='clip')
 
 
-def render_profile(index, intensity, fwhm, eta, asymmetry, grid):
+def render_profile(index, intensity, fwhm, eta, asymmetry, grid, profile=None):
   """Pattern [num_bins]: each peak's split pseudo-Voigt integrated over the bins of its window.
 
   Each window is added to the pattern as contiguous slices (scatters whose updates are whole windows).
@@ -268,22 +443,20 @@ def render_profile(index, intensity, fwhm, eta, asymmetry, grid):
     fwhm: [p] FWHM in degrees.
     eta: Lorentzian fraction (scalar).
     asymmetry: ρ in [-1, 1] (scalar).
+    profile: the distribution's profile limits (None: Table 1's).
   """
   n = grid.num_bins
-  k, _ = window_bins(grid)
-  near = _NEAR_BINS
-  h_left, h_right = side_widths(fwhm, asymmetry)
+  k, _ = window_bins(grid, profile)
+  h_left, h_right = side_widths(fwhm, asymmetry, profile)
   # Peaks whose window lies wholly outside the pattern contribute nothing; the padding takes partial windows.
   inside = (index > -(k + 1)) & (index < n + k)
   weight = jnp.where(inside, intensity, 0.0)[:, None]
-  left, centre, right = profile_masses(h_left, h_right, eta, grid)
-  # Padded position q holds bin q - pad; a peak's window starts at bin index - k.
+  # Padded position q holds bin q - pad; a peak's own bin is at clip(index) + pad.
   pad = 2 * k + 1
   padded = jnp.zeros(n + 2 * pad, intensity.dtype)
-  first = jnp.clip(index, -k - 1, n + k) + pad - k
-  padded = _add_windows(padded, first, weight * left)
-  padded = _add_windows(padded, first + (k - near), weight * centre)
-  padded = _add_windows(padded, first + (k + near + 1), weight * right)
+  own_bin = jnp.clip(index, -k - 1, n + k) + pad
+  for offset, masses in profile_masses(h_left, h_right, eta, grid, profile):
+    padded = _add_windows(padded, own_bin + offset, weight * masses)
   return jax.lax.dynamic_slice_in_dim(padded, pad, n)
 
 
@@ -303,6 +476,56 @@ def add_background(pattern, white, dilation, amplitude, gauss, counting, max_dil
   return pattern + amplitude * top * smooth + counting_noise
 
 
+@functools.cache
+def _kalpha2_map(num_bins: int, two_theta_min: float, two_theta_max: float):
+  """For each bin j of the Kα2 pattern, the Kα1 bins a_j and a_j + 1 that its interval maps back to by Bragg's
+  law (sin θ1 = (λ1 / λ2) sin θ2, same d), and the fractions f_a, f_b of a bin width of each that it covers.
+  The mapped interval is shorter than a bin (dθ1/dθ2 < 1), so two bins always hold it."""
+  w = (two_theta_max - two_theta_min) / num_bins
+  edges = two_theta_min + np.arange(num_bins + 1) * w
+  mapped = 2 * np.rad2deg(np.arcsin(np.sin(np.deg2rad(edges) / 2) * params_lib.CU_KALPHA1 / params_lib.CU_KALPHA2))
+  first = np.clip(np.floor((mapped[:-1] - two_theta_min) / w).astype(np.int64), 0, num_bins - 1)
+  split = np.minimum(mapped[1:], two_theta_min + (first + 1) * w)
+  f_a = (split - mapped[:-1]) / w
+  f_b = (mapped[1:] - split) / w
+  return first.astype(np.int32), f_a.astype(np.float32), f_b.astype(np.float32)
+
+
+def add_kalpha2(pattern, ratio, grid):
+  """Adds the Cu Kα2 line of every peak, `ratio` times as strong as its Kα1 line: the Kα1 pattern (the corpus
+  positions are Kα1 positions) mapped to Kα2 by Bragg's law from the same d and re-binned,
+  x2[j] = ratio · (f_a x[a_j] + f_b x[a_j + 1]) (`_kalpha2_map`).
+
+  The re-binning keeps each line's integrated intensity and centroid, so the split 2θ2 - 2θ1 grows with angle
+  (0.08° at 30°, 0.29° at 90°); the Kα2 line's width grows with the dispersion dθ2/dθ1, and the re-binning
+  spreads it by at most a quarter of a bin² in variance (under 8% of the FWHM of the narrowest lab peaks, 0.025°).
+  """
+  a, f_a, f_b = _kalpha2_map(grid.num_bins, grid.two_theta_min, grid.two_theta_max)
+  b = np.minimum(a + 1, grid.num_bins - 1)
+  return pattern + ratio * (f_a * pattern[a] + f_b * pattern[b])
+
+
+def measured_background(grid, level, chebyshev, hump_amplitude, hump_centre, hump_fwhm, low_amplitude, low_decay):
+  """A measured pattern's background [num_bins], relative to the strongest peak:
+
+    level · (1 + Σ_k c_k T_k(t))  +  A_h exp(-4 ln2 (2θ - c)² / f²)  +  A_l exp(-2θ / τ),
+
+  a Chebyshev polynomial (T_k of the first kind, t the 2θ range mapped onto [-1, 1]; chebyshev = c_1..c_n,
+  non-negative while Σ|c_k| <= 1), an amorphous hump of height A_h, centre c and FWHM f degrees, and a low-angle
+  rise of height A_l at 0° decaying over τ degrees.
+  """
+  w = bin_width(grid)
+  x = grid.two_theta_min + (jnp.arange(grid.num_bins, dtype=jnp.float32) + 0.5) * w
+  t = 2 * (x - grid.two_theta_min) / (grid.two_theta_max - grid.two_theta_min) - 1
+  t_prev, t_k = jnp.ones_like(t), t
+  poly = 1 + chebyshev[0] * t_k
+  for k in range(1, chebyshev.shape[0]):
+    t_prev, t_k = t_k, 2 * t * t_k - t_prev  # T_{k+1} = 2t T_k - T_{k-1}
+    poly = poly + chebyshev[k] * t_k
+  hump = hump_amplitude * jnp.exp(-4 * _LN2 * ((x - hump_centre) / hump_fwhm) ** 2)
+  return level * poly + hump + low_amplitude * jnp.exp(-x / low_decay)
+
+
 def crop_pattern(pattern, low, high, grid):
   """Zeroes the bins whose centre is below `low` or above `high` degrees (the paper's cropping and padding)."""
   centres = grid.two_theta_min + (jnp.arange(grid.num_bins) + 0.5) * bin_width(grid)
@@ -317,19 +540,36 @@ def normalise(pattern):
 
 # ------------------------------------------------------------------------------------------------ the chain
 
-def render(two_theta, intensity, draws: Draws, cfg: ml_collections.ConfigDict):
-  """One pattern [num_bins] from one padded peak list ([p] each; padding has intensity 0) and its draws."""
-  g = cfg.grid
+def render(two_theta, intensity, draws: Draws, cfg: ml_collections.ConfigDict, hkl=None, cell=None):
+  """One pattern [num_bins] from one padded peak list ([p] each; padding has intensity 0) and its draws.
+
+  hkl [p, 3] and cell [6], when given, let the lab distribution apply preferred orientation; without them (or
+  with other distributions) they are not used.
+  """
+  g, prof, lab = cfg.grid, cfg.get('profile'), cfg.get('lab_effects', False)
   intensity = jnp.where(jnp.isfinite(intensity) & jnp.isfinite(two_theta), intensity, 0.0)
   two_theta = jnp.where(intensity > 0, two_theta, g.two_theta_min)
-  tt = shift_positions(two_theta, draws['zero_shift'], draws['jitter'])
+  if lab and hkl is not None and cell is not None:
+    intensity = intensity * march_dollase(hkl, cell, draws['preferred_direction'], draws['march_dollase_r'])
+  tt = displace(two_theta, draws['displacement']) if lab else two_theta
+  tt = shift_positions(tt, draws['zero_shift'], draws['jitter'])
   y = crop_peaks(tt, intensity, draws['peak_crop_low'], draws['peak_crop_high'])
   y = scale_intensities(y, draws['intensity_noise'])
   tt, y = add_impurities(tt, y, draws['impurity_two_theta'], draws['impurity_intensity'])
   index, centre = bin_positions(tt, g)
-  fwhm = caglioti_fwhm(centre, draws['U'], draws['V'], draws['W'], draws['p'])
-  pattern = render_profile(index, y, fwhm, draws['eta'], draws['asymmetry'], g)
+  if lab:
+    fwhm = lab_fwhm(centre, draws['U'], draws['V'], draws['W'], draws['crystallite_size'], draws['microstrain'],
+                    prof)
+  else:
+    fwhm = caglioti_fwhm(centre, draws['U'], draws['V'], draws['W'], draws['p'], prof)
+  pattern = render_profile(index, y, fwhm, draws['eta'], draws['asymmetry'], g, prof)
+  if lab:
+    pattern = add_kalpha2(pattern, draws['kalpha2_ratio'], g)
   pattern = normalise(pattern)
+  if lab:  # the counting noise below then scales with peaks + background
+    pattern = pattern + measured_background(g, draws['background_level'], draws['background_chebyshev'],
+                                            draws['hump_amplitude'], draws['hump_centre'], draws['hump_fwhm'],
+                                            draws['low_angle_amplitude'], draws['low_angle_decay'])
   pattern = add_background(pattern, draws['white'], draws['dilation'], draws['background'], draws['gauss'],
                            draws['counting_noise'], int(cfg.dist.dilation[1]))
   pattern = crop_pattern(pattern, draws['crop_low'], draws['crop_high'], g)
@@ -347,35 +587,40 @@ def render_chunk(cfg: ml_collections.ConfigDict, batch: int) -> int:
 
 
 def render_batch(two_theta: jax.Array, intensity: jax.Array, draws: Draws, cfg: ml_collections.ConfigDict,
-                 mesh: jax.sharding.Mesh | None = None) -> jax.Array:
+                 mesh: jax.sharding.Mesh | None = None, hkl: jax.Array | None = None,
+                 cell: jax.Array | None = None) -> jax.Array:
   """Patterns [batch, num_bins] from padded peak arrays [batch, p] and their draws, `render_chunk` at a time.
 
-  With a `mesh` whose devices split the batch, each device renders its own share (shard_map): the sequential
-  loop of the CPU path must not run over a sharded axis.
+  hkl [batch, p, 3] and cell [batch, 6] are optional (see `render`). With a `mesh` whose devices split the batch,
+  each device renders its own share (shard_map): the sequential loop of the CPU path must not run over a sharded
+  axis.
   """
-  def local(t, y, d):
-    one = lambda a: render(a[0], a[1], a[2], cfg)
+  def local(t, y, d, h, c):
+    one = lambda a: render(*a[:3], cfg, hkl=a[3], cell=a[4])
     chunk = render_chunk(cfg, t.shape[0])
     if chunk >= t.shape[0]:
-      return jax.vmap(one)((t, y, d))
-    return jax.lax.map(one, (t, y, d), batch_size=chunk)
+      return jax.vmap(one)((t, y, d, h, c))
+    return jax.lax.map(one, (t, y, d, h, c), batch_size=chunk)
 
   if mesh is not None and mesh.size > 1:
     spec = jax.sharding.PartitionSpec(mesh.axis_names)
     local = jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec)
-  return local(two_theta, intensity, draws)
+  return local(two_theta, intensity, draws, hkl, cell)
 
 
 def augment_batch(key: jax.Array, two_theta: jax.Array, intensity: jax.Array, cfg: ml_collections.ConfigDict,
-                  mesh: jax.sharding.Mesh | None = None) -> jax.Array:
-  """Patterns [batch, num_bins] from padded peak arrays [batch, p].
+                  mesh: jax.sharding.Mesh | None = None, hkl: jax.Array | None = None,
+                  cell: jax.Array | None = None) -> jax.Array:
+  """Patterns [batch, num_bins] from padded peak arrays [batch, p] (and, optionally, each peak's hkl
+  [batch, p, 3] and the cells [batch, 6], for preferred orientation).
 
   The draws are made for the whole batch, so that a pattern does not depend on how many devices share it.
   """
   draws = sample_draws(key, cfg, two_theta.shape[0], two_theta.shape[1])
-  return render_batch(two_theta, intensity, draws, cfg, mesh)
+  return render_batch(two_theta, intensity, draws, cfg, mesh, hkl, cell)
 
 
 def make_augment_fn(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None) -> Any:
-  """jit-compiled augment_batch for one config (the config is static)."""
-  return jax.jit(lambda key, tt, y: augment_batch(key, tt, y, cfg, mesh))
+  """jit-compiled augment_batch for one config (the config is static): fn(key, two_theta, intensity, hkl=None,
+  cell=None)."""
+  return jax.jit(lambda key, tt, y, hkl=None, cell=None: augment_batch(key, tt, y, cfg, mesh, hkl, cell))

@@ -1,13 +1,46 @@
 """Parameter distributions of the augmentation (paper Table 1) as config code.
 
-Three named distributions: `train`, `invariance_test` (every random quantity drawn from a range that does not
-overlap the train range: the paper's invariance test set) and `ideal` (no augmentation, a fixed narrow profile).
+Four named distributions:
+- `train`: the paper's Table 1;
+- `invariance_test`: every random quantity drawn from a range that does not overlap the train range (the paper's
+  invariance test set);
+- `ideal`: no augmentation, a fixed narrow profile;
+- `lab`: a laboratory diffractometer (Cu Kα, Bragg-Brentano): instrument Caglioti widths, crystallite-size and
+  microstrain broadening, the Kα1/Kα2 doublet, sample displacement, preferred orientation, measured-looking
+  backgrounds and counting noise, with the rest of Table 1 kept (ranges and sources below, and in the README).
+
 Symmetric quantities (zero shift, asymmetry, ...) are given as ranges of their magnitude; the sign is drawn apart.
+A bare number (not a range) is the probability that an effect is on in a draw.
+
+How `lab` relates to `invariance_test`: wherever they share a random quantity, lab's range does not overlap
+invariance_test's (as train's does not), so a model trained on `lab` is still tested on unseen ranges there
+(`tests/test_augment_lab.py` checks it). What they do not share: lab's own effects (doublet, displacement,
+preferred orientation, measured backgrounds, sample broadening) are absent from invariance_test, which therefore
+tests invariance to Table 1's effects only. Disjoint parameters do not make every observable disjoint: lab's
+widths (instrument 0.028-0.067° at 30°, more with the sample's broadening) and invariance_test's (0.025-0.05° at
+every angle) overlap for the narrowest lab draws below about 60°.
 """
 
 from __future__ import annotations
 
 import ml_collections
+
+from difcon_jax.crystallography import wavelength as wavelength_lib
+
+DISTRIBUTIONS = ('train', 'invariance_test', 'ideal', 'lab')
+# Distributions rendered with the instrument and sample effects of kernel.render's lab branch.
+LAB_DISTRIBUTIONS = ('lab',)
+
+# The wavelength of the training grid (the corpus peak positions), Å.
+GRID_WAVELENGTH = wavelength_lib.CU_KA
+# Cu Kα1 and Kα2 emission lines, Å (Bearden 1967, Rev. Mod. Phys. 39, 78). The corpus positions are taken as
+# Kα1 positions; Kα2 is placed from the same d by Bragg's law (kernel.add_kalpha2).
+CU_KALPHA1 = 1.54056
+CU_KALPHA2 = 1.54439
+# Scherrer constant for the FWHM of roughly equiaxed crystallites (Langford & Wilson 1978, J. Appl. Cryst. 11, 102).
+SCHERRER_K = 0.9
+# Chebyshev background terms T_1..T_n beside the constant.
+CHEBYSHEV_TERMS = 4
 
 
 def grid_config(num_bins: int = 12000, two_theta_min: float = 0.0, two_theta_max: float = 120.0):
@@ -50,12 +83,53 @@ def distribution(name: str) -> ml_collections.ConfigDict:
         background=(0.0, 0.0), dilation=(1, 1), counting_noise=(0.0, 0.0),
         crop_low=(0.0, 0.0), crop_high=(180.0, 180.0),
     )
+  elif name == 'lab':
+    d = dict(
+        # Table 1's effects, with train's ranges (position noise, cropping, impurities, shape mixing, asymmetry).
+        zero_shift=(0.0, 0.02), jitter=(0.0, 0.005), peak_crop_low=(0.0, 0.2), peak_crop_high=(100.0, 120.0),
+        intensity_noise=(0.0, 0.005), impurities=(0, 6), impurity_intensity=(0.01, 0.05),
+        eta=(0.0, 0.7), asymmetry=(0.0, 0.5), dilation=(1, 10),
+        crop_low=(0.0, 24.0), crop_high=(100.0, 120.0),
+        # Instrument widths (Caglioti, Paoletti & Ricci 1958, Nucl. Instrum. 3, 223), FWHM² in degrees²,
+        # Latin-hypercube sampled: FWHM 0.035-0.063° towards 0°, 0.028-0.067° at 30° and 0.06-0.17° at 120°,
+        # the spread of line-profile standards (LaB6, NIST SRM 660) on laboratory Bragg-Brentano instruments
+        # (Cheary, Coelho & Cline 2004, J. Res. NIST 109, 1). V ≥ -2e-3 keeps FWHM² > 0 at every angle.
+        # The p / cos²θ term is replaced by the Scherrer term of kernel.lab_fwhm.
+        U=(2e-3, 8e-3), V=(-2e-3, -2e-4), W=(1.2e-3, 4e-3), p=(0.0, 0.0),
+        # Sample broadening, added to the instrument FWHM in quadrature (kernel.lab_fwhm): Scherrer
+        # Kλ / (L cos θ) for crystallites of L nm (log-uniform; Scherrer 1918, Langford & Wilson 1978) and
+        # microstrain 4ε tan θ (Stokes & Wilson 1944, Proc. Phys. Soc. 56, 174). With these sizes the strongest
+        # peak of lab patterns of the sample corpus is 0.054/0.091/0.161° wide (10th/50th/90th percentile, Kα2
+        # included), that of the measured RRUFF dev patterns 0.054/0.091/0.168° (README). FWHM is clipped at 0.3°.
+        crystallite_size=(45.0, 2000.0), microstrain=(0.0, 5e-4),
+        # Cu Kα2 / Kα1 integrated intensity ratio, about 0.5 (the 2p1/2 : 2p3/2 occupancy; measured line
+        # intensities: Hölzer et al. 1997, Phys. Rev. A 56, 4554); off in a fifth of the draws (instruments with a
+        # Kα1 monochromator).
+        kalpha2=0.8, kalpha2_ratio=(0.48, 0.52),
+        # Sample displacement: 2θ + D cos θ, |D| in degrees; D = (360/π) s / R, so 0.1° is s ≈ 0.19 mm on a
+        # goniometer of radius 217.5 mm (Klug & Alexander 1974, X-ray Diffraction Procedures, 2nd ed.).
+        displacement=(0.0, 0.1),
+        # March-Dollase preferred orientation (Dollase 1986, J. Appl. Cryst. 19, 267) along a random low-index
+        # plane normal, in half the draws: |ln r| (r from 0.70, platelets, to 1.42, needles).
+        preferred_orientation=0.5, march_dollase_log_r=(0.0, 0.35),
+        # Background (relative to the strongest peak), as fitted by Rietveld programs: a Chebyshev polynomial
+        # level (1 + Σ c_k T_k) over the pattern, an amorphous hump (glass holder, amorphous content:
+        # a Gaussian 4-15° wide at 15-35°) in 30% of the draws, and a low-angle rise (air scatter, beam
+        # spill-over) A exp(-2θ / τ).
+        background_level=(0.0, 0.1), background_chebyshev=(-0.25, 0.25),
+        hump=0.3, hump_amplitude=(0.0, 0.1), hump_centre=(15.0, 35.0), hump_fwhm=(4.0, 15.0),
+        low_angle_amplitude=(0.0, 0.5), low_angle_decay=(2.0, 8.0),
+        # Counting noise σ = c sqrt(y) on peaks + background: c = 1 / sqrt(counts at the top), 2,500 to 110,000
+        # counts; Table 1's smoothed white noise is kept, smaller.
+        counting_noise=(0.003, 0.02), background=(0.0, 0.02),
+    )
   else:
-    raise ValueError(f'unknown augmentation distribution {name!r}: train, invariance_test or ideal')
-  return ml_collections.ConfigDict({k: tuple(v) for k, v in d.items()})
+    raise ValueError(f'unknown augmentation distribution {name!r}: {", ".join(DISTRIBUTIONS)}')
+  return ml_collections.ConfigDict({k: tuple(v) if isinstance(v, tuple) else v for k, v in d.items()})
 
 
-# Profile limits (Table 1): FWHM clipped to [0.005, 0.05] degrees, each side of the split profile alike.
+# Profile limits of Table 1 (train, invariance_test, ideal): FWHM clipped to [0.005, 0.05] degrees, each side of
+# the split profile alike.
 FWHM_MIN = 0.005
 FWHM_MAX = 0.05
 # Window half-width in FWHM_MAX: the Lorentzian mass beyond 32 FWHM of the centre is 1 - (2/π)·atan(64) < 1%.
@@ -64,12 +138,29 @@ LORENTZ_WINDOW_FWHM = 32.0
 GAUSS_WINDOW_FWHM = 3.0
 
 
+def profile_limits(name: str) -> ml_collections.ConfigDict:
+  """FWHM clip (degrees) and the half-width of every peak's window, in FWHM_max, for a distribution.
+
+  `lab` peaks reach 0.3° at high angle: its window is ±3° (10 FWHM_max), which leaves out η/(πK) of a
+  Lorentzian's area, K the window in the peak's own FWHM: 1% at 0.1°, 3% at 0.3°. A ±32 FWHM window (9.6°) would
+  keep more of the widest peaks' tails at three times the rendering cost; at those angles the tails lie under the
+  background and counting noise (docs/benchmarks.md).
+  """
+  if name in LAB_DISTRIBUTIONS:
+    return ml_collections.ConfigDict(dict(fwhm_min=FWHM_MIN, fwhm_max=0.3, lorentz_window_fwhm=10.0,
+                                          gauss_window_fwhm=2.5))
+  return ml_collections.ConfigDict(dict(fwhm_min=FWHM_MIN, fwhm_max=FWHM_MAX, lorentz_window_fwhm=LORENTZ_WINDOW_FWHM,
+                                        gauss_window_fwhm=GAUSS_WINDOW_FWHM))
+
+
 def config(distribution_name: str = 'train', num_bins: int = 12000, two_theta_max: float = 120.0,
            max_impurities: int = 10, render_chunk: int | None = None) -> ml_collections.ConfigDict:
   """render_chunk: patterns rendered together by one vmapped call (None: 8 on a CPU, the whole batch on
   accelerators; see kernel.render_chunk)."""
   c = ml_collections.ConfigDict(dict(grid=grid_config(num_bins, 0.0, two_theta_max),
-                                     dist=distribution(distribution_name), max_impurities=max_impurities))
+                                     dist=distribution(distribution_name), max_impurities=max_impurities,
+                                     profile=profile_limits(distribution_name),
+                                     lab_effects=distribution_name in LAB_DISTRIBUTIONS))
   c.render_chunk = ml_collections.config_dict.placeholder(int)
   c.render_chunk = render_chunk
   return c

@@ -1,7 +1,11 @@
 """Plain NumPy reference of the augmentation maths, written for reading, not speed.
 
 Same operations and draws as `kernel.py`; the profile is evaluated with the closed-form CDF at every bin edge
-of every peak's window (no asymptotic series, no scatter tricks), one peak at a time.
+of every peak's window (no asymptotic series, no midpoint rule, no scatter tricks), one peak at a time. The lab
+operations are computed another way than the kernel's where there is one: preferred orientation through the
+reciprocal metric tensor (the kernel: Cartesian reciprocal vectors), the Kα2 re-binning through the cumulative
+pattern (the kernel: two bin fractions), the background polynomial with numpy's chebval (the kernel: the
+recurrence).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.polynomial import chebyshev as np_chebyshev
 from scipy import special
 
 from difcon_jax.augment import kernel as kernel_lib
@@ -17,8 +22,35 @@ from difcon_jax.augment import params as params_lib
 _LN2 = math.log(2.0)
 
 
+def _limits(profile):
+  return profile if profile is not None else params_lib.profile_limits('train')
+
+
 def shift_positions(two_theta, zero_shift, jitter):
   return two_theta + zero_shift + jitter
+
+
+def displace(two_theta, displacement):
+  return two_theta + displacement * np.cos(np.deg2rad(two_theta) / 2)
+
+
+def march_dollase(hkl, cell, direction, r):
+  """(r² cos²α + sin²α / r)^(-3/2), with cos α = h·G*·n / sqrt(h·G*·h n·G*·n) from the reciprocal metric tensor
+  G* = G⁻¹ (G the direct metric tensor of the cell)."""
+  a, b, c = cell[:3]
+  ca, cb, cg = np.cos(np.deg2rad(cell[3:]))
+  g = np.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
+  if not np.all(np.isfinite(g)) or abs(np.linalg.det(g)) < 1e-12:
+    return np.ones(len(hkl))
+  g_star = np.linalg.inv(g)
+  h = np.asarray(hkl, np.float64)
+  n = np.asarray(direction, np.float64)
+  hh = np.einsum('pi,ij,pj->p', h, g_star, h)
+  out = np.ones(len(h))
+  ok = hh > 0
+  cos2 = np.einsum('pi,ij,j->p', h[ok], g_star, n) ** 2 / (hh[ok] * (n @ g_star @ n))
+  out[ok] = (r * r * cos2 + (1 - cos2) / r) ** -1.5
+  return out
 
 
 def crop_peaks(two_theta, intensity, low, high):
@@ -40,14 +72,26 @@ def bin_positions(two_theta, grid):
   return index, grid.two_theta_min + (index + 0.5) * w
 
 
-def caglioti_fwhm(two_theta, U, V, W, p):
+def caglioti_fwhm(two_theta, U, V, W, p, profile=None):
+  lim = _limits(profile)
   theta = np.deg2rad(two_theta) / 2
   h2 = U * np.tan(theta) ** 2 + V * np.tan(theta) + W + p / np.cos(theta) ** 2
-  return np.clip(np.sqrt(np.maximum(h2, 0.0)), params_lib.FWHM_MIN, params_lib.FWHM_MAX)
+  return np.clip(np.sqrt(np.maximum(h2, 0.0)), lim.fwhm_min, lim.fwhm_max)
 
 
-def side_widths(fwhm, asymmetry):
-  clip = lambda h: np.clip(h, params_lib.FWHM_MIN, params_lib.FWHM_MAX)
+def lab_fwhm(two_theta, U, V, W, size, strain, profile=None):
+  """Caglioti instrument FWHM with Scherrer and microstrain broadening in quadrature (see kernel.lab_fwhm)."""
+  lim = _limits(profile)
+  theta = np.deg2rad(two_theta) / 2
+  scherrer = np.rad2deg(params_lib.SCHERRER_K * params_lib.GRID_WAVELENGTH / (size * 10.0) / np.cos(theta))
+  strain = np.rad2deg(4 * strain * np.tan(theta))
+  h2 = U * np.tan(theta) ** 2 + V * np.tan(theta) + W + scherrer ** 2 + strain ** 2
+  return np.clip(np.sqrt(np.maximum(h2, 0.0)), lim.fwhm_min, lim.fwhm_max)
+
+
+def side_widths(fwhm, asymmetry, profile=None):
+  lim = _limits(profile)
+  clip = lambda h: np.clip(h, lim.fwhm_min, lim.fwhm_max)
   return clip(fwhm * (1 + asymmetry / 2)), clip(fwhm * (1 - asymmetry / 2))
 
 
@@ -60,11 +104,11 @@ def split_pseudo_voigt_cdf(x, h_left, h_right, eta):
   return ((1 - eta) * gauss + eta * lorentz) / area
 
 
-def render_profile(index, intensity, fwhm, eta, asymmetry, grid):
+def render_profile(index, intensity, fwhm, eta, asymmetry, grid, profile=None):
   n = grid.num_bins
   w = (grid.two_theta_max - grid.two_theta_min) / n
-  k, _ = kernel_lib.window_bins(grid)
-  h_left, h_right = side_widths(fwhm, asymmetry)
+  k, _ = kernel_lib.window_bins(grid, profile)
+  h_left, h_right = side_widths(fwhm, asymmetry, profile)
   pattern = np.zeros(n)
   for b, y, hl, hr in zip(index, intensity, h_left, h_right):
     if y == 0:
@@ -75,6 +119,25 @@ def render_profile(index, intensity, fwhm, eta, asymmetry, grid):
     ok = (bins >= 0) & (bins < n)
     pattern[bins[ok]] += y * mass[ok]
   return pattern
+
+
+def add_kalpha2(pattern, ratio, grid):
+  """Each Kα2 bin takes `ratio` times the Kα1 intensity between its edges mapped back by Bragg's law: the
+  cumulative Kα1 pattern, linear within a bin, read at the mapped edges."""
+  n = grid.num_bins
+  edges = grid.two_theta_min + np.arange(n + 1) * (grid.two_theta_max - grid.two_theta_min) / n
+  mapped = 2 * np.rad2deg(np.arcsin(np.sin(np.deg2rad(edges) / 2) * params_lib.CU_KALPHA1 / params_lib.CU_KALPHA2))
+  cumulative = np.concatenate([[0.0], np.cumsum(pattern)])
+  return pattern + ratio * np.diff(np.interp(mapped, edges, cumulative))
+
+
+def measured_background(grid, level, chebyshev, hump_amplitude, hump_centre, hump_fwhm, low_amplitude, low_decay):
+  n = grid.num_bins
+  x = grid.two_theta_min + (np.arange(n) + 0.5) * (grid.two_theta_max - grid.two_theta_min) / n
+  t = 2 * (x - grid.two_theta_min) / (grid.two_theta_max - grid.two_theta_min) - 1
+  poly = np_chebyshev.chebval(t, np.concatenate([[1.0], chebyshev]))
+  hump = hump_amplitude * np.exp(-4 * _LN2 * ((x - hump_centre) / hump_fwhm) ** 2)
+  return level * poly + hump + low_amplitude * np.exp(-x / low_decay)
 
 
 def add_background(pattern, white, dilation, amplitude, gauss, counting):
@@ -99,24 +162,41 @@ def normalise(pattern):
   return pattern / top if top > 0 else pattern
 
 
-def render(two_theta, intensity, draws, cfg):
-  """One pattern from one padded peak list and its draws (a dict of NumPy arrays without the batch axis)."""
-  g = cfg.grid
+def render(two_theta, intensity, draws, cfg, hkl=None, cell=None):
+  """One pattern from one padded peak list and its draws (a dict of NumPy arrays without the batch axis); hkl
+  [p, 3] and cell [6] as in kernel.render."""
+  g, prof, lab = cfg.grid, cfg.get('profile'), cfg.get('lab_effects', False)
   two_theta = np.asarray(two_theta, np.float64)
   intensity = np.asarray(intensity, np.float64)
   ok = np.isfinite(intensity) & np.isfinite(two_theta)
   intensity = np.where(ok, intensity, 0.0)
   two_theta = np.where(intensity > 0, two_theta, g.two_theta_min)
   d = {key: np.asarray(v, np.float64) for key, v in draws.items()}
+  if lab and hkl is not None and cell is not None:
+    intensity = intensity * march_dollase(hkl, np.asarray(cell, np.float64), d['preferred_direction'],
+                                          float(d['march_dollase_r']))
   # Positions in float32 like the kernel's, so that a peak on a bin edge lands in the same bin.
   f32 = lambda x: np.asarray(x, np.float32)
-  tt = shift_positions(f32(two_theta), f32(draws['zero_shift']), f32(draws['jitter']))
+  tt = f32(two_theta)
+  if lab:
+    tt = f32(displace(tt, f32(draws['displacement'])))
+  tt = shift_positions(tt, f32(draws['zero_shift']), f32(draws['jitter']))
   y = crop_peaks(tt, intensity, d['peak_crop_low'], d['peak_crop_high'])
   y = scale_intensities(y, d['intensity_noise'])
   tt, y = add_impurities(tt, y, f32(draws['impurity_two_theta']), d['impurity_intensity'])
   index, centre = bin_positions(tt, g)
-  fwhm = caglioti_fwhm(centre, d['U'], d['V'], d['W'], d['p'])
-  pattern = normalise(render_profile(index, y, fwhm, float(d['eta']), float(d['asymmetry']), g))
+  if lab:
+    fwhm = lab_fwhm(centre, d['U'], d['V'], d['W'], d['crystallite_size'], d['microstrain'], prof)
+  else:
+    fwhm = caglioti_fwhm(centre, d['U'], d['V'], d['W'], d['p'], prof)
+  pattern = render_profile(index, y, fwhm, float(d['eta']), float(d['asymmetry']), g, prof)
+  if lab:
+    pattern = add_kalpha2(pattern, float(d['kalpha2_ratio']), g)
+  pattern = normalise(pattern)
+  if lab:
+    pattern = pattern + measured_background(g, d['background_level'], d['background_chebyshev'],
+                                            d['hump_amplitude'], d['hump_centre'], d['hump_fwhm'],
+                                            d['low_angle_amplitude'], d['low_angle_decay'])
   pattern = add_background(pattern, d['white'], int(d['dilation']), float(d['background']), d['gauss'],
                            float(d['counting_noise']))
   pattern = crop_pattern(pattern, d['crop_low'], d['crop_high'], g)
