@@ -47,7 +47,8 @@ class Evaluator:
 
     def eval_step(state, batch, step, mesh):
       key = jax.random.fold_in(jax.random.key(seed + 1000), step)
-      x = augment_kernel.augment_batch(key, batch['two_theta'], batch['intensity'], aug_cfg, mesh)
+      x = augment_kernel.augment_batch(key, batch['two_theta'], batch['intensity'], aug_cfg, mesh, batch.get('hkl'),
+                                       batch.get('cell'))
       params = state.ema_params if state.ema_params is not None else state.params
       logits, aux = model.apply({'params': params, 'batch_stats': state.batch_stats}, x, train=False)
       labels = {h: batch[h] for h in HEADS}

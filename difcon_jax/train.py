@@ -86,14 +86,15 @@ def init_state(config, model, tx, sample_x) -> TrainState:
 def augment_views(config, batch, rng, aug_cfg, mesh=None):
   """Two augmented views [2, batch, bins] of the peak lists, generated on the devices that hold the batch."""
   tt, y = batch['two_theta'], batch['intensity']
+  hkl, cell = batch.get('hkl'), batch.get('cell')  # where the corpus has them: preferred orientation (lab)
   if config.static_augmentation:
     # CNNstatic: each example's augmentation is fixed once (seeded by its index), not redrawn per step.
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(config.seed + 7), i))(batch['index'])
     draws = jax.vmap(lambda k: augment_kernel.sample_draws(k, aug_cfg, 1, tt.shape[1]))(keys)
-    x = augment_kernel.render_batch(tt, y, jax.tree.map(lambda d: d[:, 0], draws), aug_cfg, mesh)
+    x = augment_kernel.render_batch(tt, y, jax.tree.map(lambda d: d[:, 0], draws), aug_cfg, mesh, hkl, cell)
     return jnp.stack([x, x])
   k1, k2 = jax.random.split(rng)
-  return jnp.stack([augment_kernel.augment_batch(k, tt, y, aug_cfg, mesh) for k in (k1, k2)])
+  return jnp.stack([augment_kernel.augment_batch(k, tt, y, aug_cfg, mesh, hkl, cell) for k in (k1, k2)])
 
 
 def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg, mesh=None):
