@@ -141,3 +141,14 @@ def test_bundled_sample_is_realistic_and_covers_every_crystal_system():
     assert f.read().startswith('data_sg')
   s, warning = structure_lib.read_structure(paths[0])
   assert warning is None and s.space_group == int(paths[0].split('/')[-1][2:5])
+
+
+@needs_pyxtal
+def test_a_corpus_beyond_the_writers_memory_buffer_needs_no_tensorflow(monkeypatch, tmp_path):
+  """TFDS spills a split larger than its buffer to disk through TensorFlow, which is not installed: the corpus
+  writer must keep it in memory. Shrinking the buffer to 1 kB makes 20 records overflow it."""
+  from tensorflow_datasets.core import shuffle as tfds_shuffle
+  monkeypatch.setattr(tfds_shuffle, 'MAX_MEM_BUFFER_SIZE', 1000)
+  report = build.build_synthetic(20, str(tmp_path / 'c'), seed=1, workers=1, progress=False)
+  assert sum(report['written'].values()) == 20
+  assert len(corpus.load_arrays(str(tmp_path / 'c'), 'train')['two_theta']) == report['written']['train']

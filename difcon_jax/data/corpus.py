@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import shuffle as tfds_shuffle
 
 from difcon_jax.crystallography import spacegroups
 
@@ -89,6 +90,10 @@ class _Builder(tfds.core.GeneratorBasedBuilder):
 
 def write(records: dict[str, list[dict]], spec: CorpusSpec, out_dir: str) -> str:
   """Writes the splits as a TFDS dataset under out_dir; returns the dataset directory."""
+  # TFDS's writer keeps a split in memory up to MAX_MEM_BUFFER_SIZE (1 GB) and beyond it spills to disk through
+  # tf.io.gfile, which needs TensorFlow (not a dependency here). The records are in memory already: let the
+  # buffer hold them (a 200,000-structure corpus is about 1.4 GB).
+  tfds_shuffle.MAX_MEM_BUFFER_SIZE = max(tfds_shuffle.MAX_MEM_BUFFER_SIZE, 64 << 30)
   builder = _Builder(records=records, spec=spec, data_dir=out_dir, file_format='array_record')
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(verify_ssl=False))
   return os.fspath(builder.data_dir)
