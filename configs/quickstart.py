@@ -21,7 +21,7 @@ def get_config():
   c.checkpoint_every = 200
   c.keep_checkpoints = 2
   c.model.update(dict(stage_sizes=(1, 1, 1), width=16, stem_stride=8, embedding_dim=128, projector_dims=(256, 256),
-                      bf16=False))
+                      bf16=False, pooling='attention', attention_layers=2, attention_heads=4))
   c.optimizer.update(dict(name='adamw', learning_rate=2e-3, warmup_steps=30, final_lr_fraction=0.05,
                           weight_decay=1e-4))
   return c
