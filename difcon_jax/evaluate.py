@@ -1,6 +1,6 @@
 r"""Evaluate a trained model on one of the paper's three test sets, with its pictures.
 
-  python -m difcon_jax.evaluate --checkpoint=DIR --set={equivariance,invariance,experimental} \
+  python -m difcon_jax.evaluate [--checkpoint=DIR] --set={equivariance,invariance,experimental} \
       [--corpus=DIR] [--data=PATTERNS.npz | --data=FOLDER --labels=labels.csv] [--out=DIR]
 
 - equivariance: held-out structures (the corpus test split), augmented with the train distribution;
@@ -46,7 +46,8 @@ HEADS = ('crystal_system', 'extinction_group', 'space_group')
 
 
 def define_flags():
-  flags.DEFINE_string('checkpoint', 'runs/quickstart', 'Training workdir.')
+  flags.DEFINE_string('checkpoint', None, 'Training workdir or exported model (default: the bundled model, '
+                      'difcon_jax/pretrained/default).')
   flags.DEFINE_enum('set', 'equivariance', ['equivariance', 'invariance', 'experimental'], 'Test set.')
   flags.DEFINE_string('corpus', None, 'Corpus for the simulated sets (default: the one the model trained on).')
   flags.DEFINE_string('data', None, 'Measured patterns for --set=experimental (.npz or folder).')
@@ -181,6 +182,11 @@ def _measured(model, data_path, labels_path, batch_size):
   return grids, np.array(sgs, dtype=np.int64), names, rows
 
 
+def _out_dir() -> str:
+  """--out, else eval_SET inside the checkpoint, else (the bundled model) eval_SET in the current folder."""
+  return FLAGS.out or os.path.join(FLAGS.checkpoint or '.', f'eval_{FLAGS.set}')
+
+
 def check_flags() -> bool:
   """Prints one line per bad flag (what is allowed); True when all are fine. Runs before any work."""
   checks = cli.Checks()
@@ -202,8 +208,7 @@ def check_flags() -> bool:
       corpus_lib.dataset_dir(FLAGS.corpus)
     except FileNotFoundError as e:
       checks.require(False, 'corpus', FLAGS.corpus, str(e).split(': ', 1)[-1])
-  if FLAGS.out or FLAGS.checkpoint:
-    checks.output_dir('out', FLAGS.out or os.path.join(FLAGS.checkpoint, f'eval_{FLAGS.set}'))
+  checks.output_dir('out', _out_dir())
   return not checks.report('evaluate')
 
 
@@ -212,7 +217,8 @@ def main(argv):
   if not check_flags():
     return cli.USAGE_ERROR
   model = inference.Model(FLAGS.checkpoint)
-  out_dir = FLAGS.out or os.path.join(FLAGS.checkpoint, f'eval_{FLAGS.set}')
+  print(f'model: {model.source}')
+  out_dir = _out_dir()
   os.makedirs(out_dir, exist_ok=True)
   extra = {}
   failed = 0

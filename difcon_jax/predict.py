@@ -1,6 +1,6 @@
 r"""Batch prediction on measured powder patterns.
 
-  python -m difcon_jax.predict --checkpoint=runs/quickstart --input=PATH [--input=PATH ...] [PATH ...] \
+  python -m difcon_jax.predict [--checkpoint=DIR] --input=PATH [--input=PATH ...] [PATH ...] \
       --output=preds.csv [--wavelength=1.5406 | --anode=Cu] [--top-k=5] [--embeddings=emb.npy]
 
 Inputs are files, folders or globs (quote them). Each file gets one CSV row: the top-k crystal systems,
@@ -31,7 +31,8 @@ MAX_POINTS_PER_BIN = 2  # finer files are averaged down to this many points per 
 
 
 def define_flags():
-  flags.DEFINE_string('checkpoint', 'runs/quickstart', 'Training workdir (config.json + checkpoints).')
+  flags.DEFINE_string('checkpoint', None, 'Training workdir or exported model (default: the bundled model, '
+                      'difcon_jax/pretrained/default).')
   flags.DEFINE_multi_string('input', [], 'Pattern file, folder or glob; repeat or separate with commas.')
   flags.DEFINE_string('output', 'predictions.csv', 'CSV to write.')
   flags.DEFINE_float('wavelength', None, 'Measurement wavelength, Å (else the file\'s, else Cu Kα).')
@@ -137,7 +138,7 @@ def main(argv):
     with cli.atomic_write(FLAGS.embeddings, 'wb') as f:
       np.save(f, emb)
   failed = sum(r['status'] != 'ok' for r in rows)
-  print(f'{len(rows) - failed} predicted, {failed} failed -> {FLAGS.output} (model step {model.step})')
+  print(f'{len(rows) - failed} predicted, {failed} failed -> {FLAGS.output} (model: {model.source})')
   return 1 if failed else 0
 
 

@@ -26,3 +26,13 @@ def test_exported_model_predicts_as_its_workdir(tiny_workdir, tmp_path):
 def test_a_folder_without_a_model_is_refused(tmp_path):
   with pytest.raises(FileNotFoundError, match='no config.json'):
     inference.Model(str(tmp_path))
+
+
+def test_the_bundled_model_is_the_default_and_predicts():
+  model = inference.Model()  # no path: difcon_jax/pretrained/default
+  assert model.source.startswith('bundled model difcon-cpu-v0')
+  assert json.load(open(os.path.join(inference.BUNDLED_MODEL, 'model.json')))['step'] == model.step
+  x = np.zeros((2, model.config.num_bins), np.float32)
+  x[:, 3000:3010] = 1.0
+  logits, aux = model(x)
+  assert logits['crystal_system'].shape == (2, 7) and np.isfinite(np.asarray(aux['embedding'])).all()
