@@ -99,8 +99,9 @@ def distribution(name: str) -> ml_collections.ConfigDict:
         # Sample broadening, added to the instrument FWHM in quadrature (kernel.lab_fwhm): Scherrer
         # Kλ / (L cos θ) for crystallites of L nm (log-uniform; Scherrer 1918, Langford & Wilson 1978) and
         # microstrain 4ε tan θ (Stokes & Wilson 1944, Proc. Phys. Soc. 56, 174). With these sizes the strongest
-        # peak of lab patterns of the sample corpus is 0.054/0.091/0.161° wide (10th/50th/90th percentile, Kα2
-        # included), that of the measured RRUFF dev patterns 0.054/0.091/0.168° (README). FWHM is clipped at 0.3°.
+        # peak of lab patterns of the bundled sample corpus is 0.056/0.090/0.170° wide (10th/50th/90th
+        # percentile, Kα2 included), that of the measured RRUFF dev patterns 0.054/0.091/0.168° (README). FWHM is
+        # clipped at 0.3°.
         crystallite_size=(45.0, 2000.0), microstrain=(0.0, 5e-4),
         # Cu Kα2 / Kα1 integrated intensity ratio, about 0.5 (the 2p1/2 : 2p3/2 occupancy; measured line
         # intensities: Hölzer et al. 1997, Phys. Rev. A 56, 4554); off in a fifth of the draws (instruments with a
