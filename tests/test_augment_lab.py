@@ -416,8 +416,12 @@ def test_chunked_lab_rendering_with_hkl_is_the_vmapped_one():
   hkl = rng.integers(-3, 4, (7, 32, 3)).astype(np.int16)
   cell = _random_cells(rng, 7)
   draws = jax.jit(lambda k: kernel.sample_draws(k, CFG, 7, 32))(jax.random.key(3))
-  run = lambda chunk: np.asarray(jax.jit(lambda *a: kernel.render_batch(*a[:3], params.config('lab', render_chunk=chunk),
-                                                                        hkl=a[3], cell=a[4]))(tt, y, draws, hkl, cell))
+
+  def run(chunk):
+    cfg = params.config('lab', render_chunk=chunk)
+    return np.asarray(jax.jit(lambda t, yy, d, h, c: kernel.render_batch(t, yy, d, cfg, hkl=h, cell=c))(
+        tt, y, draws, hkl, cell))
+
   np.testing.assert_allclose(run(3), run(7), atol=1e-6)
 
 
