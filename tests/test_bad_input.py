@@ -185,7 +185,7 @@ def test_build_bounds_the_memory_of_one_structure(tmp_path):
   atoms = [f'O{i} O {x:.4f} {y:.4f} {z:.4f}' for i, (x, y, z) in enumerate(rng.uniform(0, 1, (3000, 3)))]
   (cifs / 'big.cif').write_text(cif(('40', '41', '42', '90', '90', '90'), hm='P 1', atoms=atoms))
   shutil.copy(STRUCTURES / 'si.cif', cifs / 'si.cif')
-  report = build.build(str(cifs), str(tmp_path / 'out'), workers=1, progress=False, memory_limit=200 << 20,
+  report = build.build(str(cifs), str(tmp_path / 'out'), workers=1, progress=False, memory_limit=40 << 20,
                        on_mismatch='keep')
   assert [s['source_id'] for s in report['skipped']] == ['big.cif']
   assert report['written']['train'] + report['written']['test'] == 1

@@ -54,7 +54,7 @@ def test_poolings_give_the_same_outputs_and_attention_sees_positions():
       # The positions carry their own embedding: without it the output would not change when it is zeroed.
       params = variables['params']
       pos = params['PositionalAttention_0']['position_embedding']
-      assert pos.shape == (63, 16)  # 2000 bins / 4 (stem) / 2 (pool) / 2 (stage 2) -> 63 positions, 16 channels
+      assert pos.shape == (125, 16)  # 2000 bins / 4 (stem) / 2 (pool) / 2 (stage 2) -> 125 positions, 16 channels
       zeroed = jax.tree_util.tree_map_with_path(
           lambda path, v: jnp.zeros_like(v) if 'position_embedding' in jax.tree_util.keystr(path) else v, params)
       e1 = model.apply(variables, x)[1]['embedding']
