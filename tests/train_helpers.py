@@ -37,7 +37,6 @@ def tiny_config(corpus_path: str, steps: int = 2):
   c.model.width = 8
   c.model.embedding_dim = 16
   c.model.projector_dims = (32, 32)
-  c.model.pooling = 'mean'  # these tests are about the loop, devices and checkpoints: the smallest network
   c.optimizer.warmup_steps = 1
   return c
 
