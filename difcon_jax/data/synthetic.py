@@ -13,10 +13,11 @@ How one structure is made (`random_structure`):
 3. sites are shared out among 1-4 species; the species with the most atoms become anions (O, S, F, Cl, N, ...),
    the others cations, or all are metals (an intermetallic), elements drawn by their frequency
    (`difcon_jax.data.elements`);
-4. each site's free coordinates are drawn uniformly and expanded with the Wyckoff position's operations (pyxtal's
-   tables, vectorised), the lattice shape is drawn for the crystal system and the whole cell is scaled so that the
-   closest contact sits just above the distance the two species allow (ionic radii); a cell left too sparse
-   is rejected;
+4. the lattice shape is drawn for the crystal system; sites are placed one by one by best-candidate sampling
+   (`_place`: of PLACEMENT_CANDIDATES uniform draws of the free coordinates, expanded with the Wyckoff position's
+   operations from pyxtal's tables, the one farthest from the atoms already placed); the whole cell is then
+   scaled so that the closest contact sits just above the distance the two species allow (ionic radii); a cell
+   left too sparse is rejected;
 5. spglib must find exactly the drawn space group in the atoms (random coordinates can land on higher symmetry).
 
 A draw that fails is retried with new coordinates, then with a new Wyckoff combination; a space group that fails
