@@ -20,6 +20,8 @@ def test_two_column_variants(tmp_path):
           f'{a:.4f}\t{b:.2f}\t{np.sqrt(b):.2f}' for a, b in zip(tt, y)),
       'comma.csv': 'two_theta,intensity\n' + '\n'.join(f'{a:.4f},{b:.2f}' for a, b in zip(tt, y)),
       'semicolon.txt': '\n'.join(f'{a:.4f}; {b:.2f}' for a, b in zip(tt, y)),
+      'quoted.csv': '"2theta","counts"\n' + '\n'.join(
+          f'"{a:.4f}","{b:.2f}"'.replace('.', ',') for a, b in zip(tt, y)),
       'rruff.txt': '##NAMES=Quartz\n##X-RAY WAVELENGTH=1.541838\n' + '\n'.join(
           f'{a:.4f}, {b:.2f}' for a, b in zip(tt, y)) + '\n##END=\n',
   }
@@ -69,6 +71,7 @@ def test_gsas_fxye(tmp_path):
     ('neg.xy', '\n'.join(f'{10 + i} {-100 if i == 5 else 3}' for i in range(20)), 'negative'),
     ('range.xy', '\n'.join(f'{170 + i} 3' for i in range(20)), 'outside'),
     ('short.xy', '10 1\n11 2\n', 'only 2'),
+    ('decimal_comma.csv', '\n'.join(f'{10 + i // 50},{i % 50:02d},{300 + i},5' for i in range(200)), 'distinct 2θ'),
     ('bad.xrdml', '<xml', 'cannot read'),
     ('bad.fxye', 'no bank here\n1 2\n', 'BANK'),
     ('bruker.raw', 'RAW1.01', 'Bruker'),

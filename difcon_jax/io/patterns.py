@@ -2,7 +2,9 @@
 
 `read_pattern(path)` -> Pattern(two_theta [n] degrees, intensity [n], wavelength Å or None, path). Formats:
 two-column text (.xy, .xye, .dat, .txt, .csv; headers and comments skipped; whitespace, comma or semicolon as
-separator, and decimal commas where the separator is whitespace or a semicolon: `3,00 313,0`, `3,00;313,0`), RRUFF powder files (##KEY=value headers, ##X-RAY WAVELENGTH), PANalytical .xrdml (XML) and GSAS
+separator, and decimal commas where the separator is whitespace, a semicolon or quotes: `3,00 313,0`, `3,00;313,0`,
+`"3,00","313,0"`; commas as both separator and decimal mark, `3,00,313,0`, cannot be read and are refused), RRUFF
+powder files (##KEY=value headers, ##X-RAY WAVELENGTH), PANalytical .xrdml (XML) and GSAS
 .fxye / .gsa (BANK lines, FXYE or STD). Bruker .raw is binary and versioned; no maintained reader of it is on
 PyPI, so export .xy or .xrdml from the instrument software (see BUILD.md).
 
@@ -13,6 +15,7 @@ numbers of positions and intensities) or read with a warning in `Pattern.warning
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import glob
 import io
@@ -37,6 +40,7 @@ class Pattern:
   warnings: tuple[str, ...] = ()  # what the reader changed or doubts; each starts with the path
 
 MIN_POINTS = 10
+MIN_DISTINCT_SHARE = 0.5  # fewer distinct 2θ values than this share of the points: columns misread, refused
 MAX_BAD_ROW_SHARE = 0.01  # rows with NaN or infinity dropped (with a warning) up to this share, else refused
 
 
@@ -122,6 +126,11 @@ def from_arrays(path: str, two_theta, intensity, wavelength: float | None = None
     raise PatternError(f'{path}: 2θ runs from {tt.min():.4g} to {tt.max():.4g}: radians? 2θ must be in degrees')
   if np.ptp(tt) <= 0:
     raise PatternError(f'{path}: every point has the same 2θ ({tt[0]:.4g}°)')
+  distinct = np.unique(tt).size
+  if distinct < MIN_DISTINCT_SHARE * tt.size:
+    raise PatternError(f'{path}: only {distinct} distinct 2θ values among {tt.size} points: are the columns misread? '
+                       '(comma-separated numbers with decimal commas, like 3,00,313,0, cannot be told apart: put ";" '
+                       'or whitespace between the columns, or quote the fields)')
   if not np.ptp(y) > 1e-9 * max(abs(y.max()), 1e-300):
     raise PatternError(f'{path}: the intensity is constant ({y[0]:.4g}): no diffraction pattern')
   if wavelength is not None and not (math.isfinite(wavelength) and 0 < wavelength <= 10):
@@ -158,6 +167,8 @@ def _fields(s: str) -> list[str]:
   """
   if ';' in s:
     return [f.strip().replace(',', '.') for f in s.split(';') if f.strip()]
+  if '"' in s:  # quoted CSV fields: a comma inside quotes is a decimal comma ("3,00","313,0")
+    return [f.strip().replace(',', '.') for f in next(csv.reader([s])) if f.strip()]
   parts = s.replace('\t', ' ').split()
   if len(parts) > 1:
     parts = [p.rstrip(',') for p in parts]  # '3.0, 313.0'
@@ -188,6 +199,8 @@ def _read_text(path):
   first = lines[start].strip()
   if ';' in first:
     style = 'semicolon'
+  elif '"' in first:
+    style = 'quoted'
   elif len(first.split()) > 1:
     style = 'decimal comma' if any(_DECIMAL_COMMA.fullmatch(p) for p in first.split()) else 'whitespace'
   else:
@@ -197,7 +210,7 @@ def _read_text(path):
     data = _slow_rows(path, lines, start)
   if data.ndim != 2 or data.shape[1] < 2:
     raise PatternError(f'{path}: line {start + 1} has one column; expected 2θ and intensity')
-  notes = (f'{path}: decimal commas read as decimal points',) if style in ('semicolon', 'decimal comma') and \
+  notes = (f'{path}: decimal commas read as decimal points',) if style in ('semicolon', 'decimal comma', 'quoted') and \
       any(',' in l for l in lines[start:start + 50]) else ()
   return data[:, 0], data[:, 1], wl, notes
 
@@ -211,6 +224,8 @@ def _fast_rows(lines: list[str], style: str) -> np.ndarray | None:
     text = text.replace(',', '.')
   elif style == 'comma':
     text = text.replace(',', ' ')
+  elif style == 'quoted':
+    return None  # field by field through the csv module
   try:
     data = np.loadtxt(io.StringIO(text), comments=list(_COMMENT), ndmin=2, dtype=np.float64)
   except ValueError:
