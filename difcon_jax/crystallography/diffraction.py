@@ -106,14 +106,27 @@ def structure_factor_squared(structure: structure_lib.Structure, hkl: np.ndarray
   if len(hkl) > step:
     return np.concatenate([structure_factor_squared(structure, hkl[i:i + step], stol2[i:i + step])
                            for i in range(0, len(hkl), step)])
-  zs = np.unique(structure.atomic_number)
-  f_el = {z: form_factor(z, stol2) for z in zs}  # [n] each
-  f = np.stack([f_el[z] for z in structure.atomic_number], -1)  # [n, atoms]
+  if len(hkl) == 0 or len(structure.fract) == 0:
+    return np.zeros(len(hkl))
+  # Atoms of one kind (element, occupancy, displacement) share their scattering factor: the phases are summed per
+  # kind first, then weighted, so form factors and Debye-Waller factors are computed once per kind.
+  kinds = np.concatenate([structure.atomic_number[:, None].astype(float), structure.occupancy[:, None],
+                          structure.beta.reshape(-1, 9)], 1)
+  kinds, kind_of = np.unique(kinds, axis=0, return_inverse=True)
   outer = (hkl[:, :, None] * hkl[:, None, :]).reshape(len(hkl), 9).astype(float)
-  dw = np.exp(-outer @ structure.beta.reshape(-1, 9).T)  # [n, atoms]: exp(-h^T beta h)
-  phase = 2j * np.pi * (hkl @ structure.fract.T)  # [n, atoms]
-  amp = (f * dw * structure.occupancy[None, :] * np.exp(phase)).sum(-1)
-  return np.abs(amp) ** 2
+  weight = (np.stack([form_factor(int(z), stol2) for z in kinds[:, 0]], -1) * kinds[:, 1]
+            * np.exp(-outer @ kinds[:, 2:].T))  # [n, kinds]: f occupancy exp(-h^T beta h)
+  # exp(2πi h·x) = exp(2πi h x) exp(2πi k y) exp(2πi l z): three small tables and two products instead of an
+  # exponential per reflection and atom.
+  top = np.abs(hkl).max(0)
+  tables = [np.exp(2j * np.pi * np.arange(-top[i], top[i] + 1)[:, None] * structure.fract[None, :, i])
+            for i in range(3)]  # [2 top + 1, atoms]
+  phase = tables[0][hkl[:, 0] + top[0]]
+  phase *= tables[1][hkl[:, 1] + top[1]]
+  phase *= tables[2][hkl[:, 2] + top[2]]  # [n, atoms]
+  kind_of = kind_of.reshape(-1)
+  amp = sum(phase[:, kind_of == k].sum(1) * weight[:, k] for k in range(len(kinds)))
+  return amp.real**2 + amp.imag**2
 
 
 def peak_list(structure: structure_lib.Structure, wavelength: float = wavelength_lib.CU_KA1,
