@@ -23,10 +23,12 @@ def cif_dir(tmp_path_factory):
 
 
 def _digest(folder):
+  """sha256 over the dataset's record files (names and bytes); asserts that there are some."""
   h = hashlib.sha256()
-  for name in sorted(os.listdir(folder)):
-    if name.endswith('array_record') or 'array_record-' in name:
-      h.update(open(os.path.join(folder, name), 'rb').read())
+  names = [n for n in sorted(os.listdir(folder)) if n.endswith('array_record') or 'array_record-' in n]
+  assert names, f'no array_record files in {folder}: {sorted(os.listdir(folder))}'
+  for name in names:
+    h.update(name.encode() + open(os.path.join(folder, name), 'rb').read())
   return h.hexdigest()
 
 
@@ -67,11 +69,19 @@ def test_split_is_by_compound():
   assert 0.07 < splits.count('test') / 2000 < 0.13
 
 
-def test_too_many_peaks_keeps_the_strongest(tmp_path):
-  spec = corpus.CorpusSpec(max_peaks=10)
-  rec = build.make_record(str(STRUCTURES / 'kyanite.cif'), str(STRUCTURES), spec)
+def test_too_many_peaks_keeps_the_strongest():
+  path = str(STRUCTURES / 'kyanite.cif')
+  rec = build.make_record(path, str(STRUCTURES), corpus.CorpusSpec(max_peaks=10))
   assert rec['num_peaks'] == 10 and 'kept the strongest 10' in rec['notes'][0]
   assert np.all(np.diff(rec['two_theta']) > 0)
+  # The same peaks as the ten strongest of the whole list (both scaled to the strongest = 1), in 2θ order.
+  full = build.make_record(path, str(STRUCTURES), corpus.CorpusSpec(max_peaks=2048))
+  n = int(full['num_peaks'])
+  assert n > 100 and 'notes' not in full
+  strongest = np.sort(np.argsort(-full['intensity'][:n], kind='stable')[:10])
+  np.testing.assert_array_equal(rec['two_theta'][:10], full['two_theta'][strongest])
+  np.testing.assert_array_equal(rec['intensity'][:10], full['intensity'][strongest])
+  np.testing.assert_array_equal(rec['hkl'][:10], full['hkl'][strongest])
 
 
 def test_cli_without_cifs(tmp_path):
