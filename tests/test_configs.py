@@ -13,11 +13,22 @@ def _load(path):
   return module.get_config()
 
 
+def _fields(config, prefix=''):
+  """The names 'a.b.c' of every leaf field, nested ones included."""
+  out = set()
+  for k, v in config.items():
+    out |= _fields(v, f'{prefix}{k}.') if hasattr(v, 'items') else {prefix + k}
+  return out
+
+
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: p.stem)
 def test_configs_load_and_are_complete(path):
+  """Every config has exactly the fields of config_base, nested ones included (a misspelt c.model.widht would be
+  a new field that the trainer never reads)."""
   from difcon_jax import config_base
   c = _load(path)
-  assert set(c.keys()) == set(config_base.paper_config().keys())
+  fields, base = _fields(c), _fields(config_base.paper_config())
+  assert fields == base, (sorted(fields - base), sorted(base - fields))
   assert c.batch_size % 8 == 0
   assert c.loss.ssl in ('barlow_twins', 'nt_xent')
 

@@ -63,6 +63,35 @@ def test_gsas_fxye(tmp_path):
   np.testing.assert_allclose(p.two_theta, tt, atol=1e-4)
 
 
+def test_xrdml_list_positions(tmp_path):
+  """Scans with unequal steps list every 2θ (<listPositions>) instead of a start and an end."""
+  tt = np.array([10.0, 10.02, 10.05, 10.09, 10.14, 10.2, 10.27, 10.35, 10.44, 10.54, 10.65, 10.77])
+  y = np.arange(12) * 10.0 + 5.0
+  xml = f"""<?xml version="1.0"?><xrdMeasurements xmlns="http://www.xrdml.com/XRDMeasurement/2.0">
+ <xrdMeasurement><scan><dataPoints>
+  <positions axis="Omega" unit="deg"><listPositions>{' '.join(str(t / 2 + 1) for t in tt)}</listPositions></positions>
+  <positions axis="2Theta" unit="deg"><listPositions>{' '.join(map(str, tt))}</listPositions></positions>
+  <counts unit="counts">{' '.join(map(str, y))}</counts>
+ </dataPoints></scan></xrdMeasurement></xrdMeasurements>"""
+  (tmp_path / 'list.xrdml').write_text(xml)
+  p = patterns.read_pattern(str(tmp_path / 'list.xrdml'))
+  np.testing.assert_array_equal(p.two_theta, tt)  # the 2θ axis's list, not the ω axis's, and not a linspace
+  np.testing.assert_array_equal(p.intensity, y)
+  assert p.wavelength is None
+
+
+def test_gsas_std(tmp_path):
+  """GSAS STD: BANK 1 nchan nrec CONS start step 0 0 STD, start and step in centidegrees, then the counts ten to a
+  line in 8-character fields; the last line is short and counts past nchan are not read."""
+  counts = np.arange(25) * 7 + 3
+  lines = [''.join(f'{c:8d}' for c in counts[i:i + 10]) for i in range(0, 25, 10)]
+  text = 'lab data, STD\nBANK 1 24 3 CONS 1000.0 5.0 0 0 STD\n' + '\n'.join(lines) + '\n'
+  (tmp_path / 'a.gsa').write_text(text)
+  p = patterns.read_pattern(str(tmp_path / 'a.gsa'))
+  np.testing.assert_allclose(p.two_theta, 10.0 + 0.05 * np.arange(24))  # 1000 centidegrees, steps of 5
+  np.testing.assert_array_equal(p.intensity, counts[:24])
+
+
 @pytest.mark.parametrize('name,text,reason', [
     ('empty.xy', '', 'no numeric data'),
     ('words.xy', '10 5\n11 6\n12 seven\n', 'not numbers'),
