@@ -11,8 +11,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from difcon_jax import grid as grid_lib
 from difcon_jax.augment import kernel as jax_kernel
-from difcon_jax.models import resnet1d
+from difcon_jax.models import heads
 
 _LN2 = math.log(2.0)
 
@@ -57,7 +58,7 @@ class Net(nn.Module):
     self.projector = nn.Sequential(*layers)
     self.cs = nn.Linear(m.embedding_dim, 7)
     self.eg = nn.Linear(m.embedding_dim, num_eg)
-    self.sg = nn.ModuleList(nn.Linear(m.embedding_dim, n) for n in resnet1d.HEAD_SIZES)
+    self.sg = nn.ModuleList(nn.Linear(m.embedding_dim, n) for n in heads.HEAD_SIZES)
 
   def forward(self, x):
     h = self.blocks(self.stem(x[:, None])).mean(-1)
@@ -70,7 +71,7 @@ def augment(tt, y, grid, dist, generator):
   """Two-theta / intensity [b, p] -> patterns [b, bins] (train distribution, as the JAX kernel)."""
   b, p = tt.shape
   n = grid.num_bins
-  w = jax_kernel.bin_width(grid)
+  w = grid_lib.bin_width(grid)
   k, _ = jax_kernel.window_bins(grid)
   u = lambda lo_hi, *shape: lo_hi[0] + (lo_hi[1] - lo_hi[0]) * torch.rand(*shape, generator=generator)
   sign = lambda *shape: torch.where(torch.rand(*shape, generator=generator) < 0.5, -1.0, 1.0)
@@ -122,8 +123,8 @@ def make_step(config, model, grid, dist):
   opt = torch.optim.AdamW(model.parameters(), lr=config.optimizer.learning_rate,
                           weight_decay=config.optimizer.weight_decay)
   gen = torch.Generator().manual_seed(0)
-  sg_system = torch.as_tensor(resnet1d.SG_SYSTEM, dtype=torch.long)
-  sg_index = torch.as_tensor(resnet1d.SG_INDEX_IN_SYSTEM, dtype=torch.long)
+  sg_system = torch.as_tensor(heads.SG_SYSTEM, dtype=torch.long)
+  sg_index = torch.as_tensor(heads.SG_INDEX_IN_SYSTEM, dtype=torch.long)
 
   def step(batch):
     views = [augment(batch['two_theta'], batch['intensity'], grid, dist, gen) for _ in range(2)]

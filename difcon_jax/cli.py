@@ -3,6 +3,8 @@
 Each CLI's main collects the problems of its flags with `Checks` and stops with one line per bad flag (saying what
 is allowed) and exit status 2 before reading or computing anything. Outputs are checked (and their folders
 created) first and written atomically, so a run never does its work and then loses it, or leaves half a file.
+Output and workdir paths may be local or in cloud storage (gs://, s3://): every read and write of them goes
+through etils.epath (`path`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,22 @@ import os
 import sys
 import tempfile
 
+from etils import epath
+
 from difcon_jax.crystallography import wavelength as wavelength_lib
 
 USAGE_ERROR = 2  # exit status of a refused command line
 MAX_WAVELENGTH = 10.0  # Å; laboratory and synchrotron X-rays are 0.1-3 Å
+
+
+def is_local(path) -> bool:
+  """False for cloud storage (gs://bucket/...) and other URIs."""
+  return '://' not in os.fspath(path)
+
+
+def path(p) -> epath.Path:
+  """An epath.Path of a local or cloud path; local ones made absolute (Orbax wants absolute paths)."""
+  return epath.Path(os.path.abspath(p) if is_local(p) else p)
 
 
 class Checks:
@@ -67,6 +81,8 @@ class Checks:
     """A file to be written: its folder is created; refused if it is a folder or the folder is not writable."""
     if path is None or path == '':
       return self.require(allow_none, flag, path, 'a file path')
+    if not is_local(path):
+      return self.require(_writable_remote(epath.Path(path).parent), flag, path, 'a path that can be written')
     if os.path.isdir(path):
       return self.require(False, flag, path, 'a file path, not a folder')
     return self.require(_writable_dir(os.path.dirname(os.path.abspath(path))), flag, path,
@@ -76,6 +92,8 @@ class Checks:
     """A folder to be written into: created if missing; refused if it is a file or not writable."""
     if not path:
       return self.require(False, flag, path, 'a folder path')
+    if not is_local(path):
+      return self.require(_writable_remote(epath.Path(path)), flag, path, 'a folder that can be written')
     if os.path.exists(path) and not os.path.isdir(path):
       return self.require(False, flag, path, 'a folder, not a file')
     return self.require(_writable_dir(path), flag, path, 'a folder that exists or can be created, and can be written')
@@ -97,9 +115,24 @@ def _writable_dir(path: str) -> bool:
     return False
 
 
+def _writable_remote(folder: epath.Path) -> bool:
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+    return not folder.exists() or folder.is_dir()
+  except OSError:
+    return False
+
+
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = 'w', **kwargs):
-  """Opens a temporary file next to `path`; on success it replaces `path` in one step (never half written)."""
+  """Opens a temporary file next to `path`; on success it replaces `path` in one step (never half written).
+
+  In cloud storage an object appears only once its upload is complete, so there the file is written directly."""
+  if not is_local(path):
+    kwargs.pop('newline', None)
+    with epath.Path(path).open(mode, **kwargs) as f:
+      yield f
+    return
   folder = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
   try:

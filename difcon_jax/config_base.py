@@ -5,19 +5,23 @@ Every field the trainer reads is set here, so that a config file shows only what
 
 import ml_collections
 
+from difcon_jax import grid
+
 
 def paper_config() -> ml_collections.ConfigDict:
   """DIFCON with Barlow Twins (paper section 4.5), sized for accelerators."""
   c = ml_collections.ConfigDict()
   c.corpus = 'corpora/icsd'  # a corpus built by python -m difcon_jax.data.build
-  c.seed = 0
+  c.seed = 0  # parameters, data order and training draws (streams of it: train.INIT_STREAM, ...)
+  c.eval_seed = 1  # the fixed draws of the evaluation sets (each pattern's from fold_in(key(eval_seed), index))
   c.distributed = False  # True: jax.distributed.initialize() (several hosts; see launch/)
   # For distributed runs outside a cluster JAX recognises (None: found from SLURM, Open MPI, k8s, Cloud TPU).
   c.coordinator_address = ml_collections.config_dict.placeholder(str)  # 'host:port' of process 0
   c.num_processes = ml_collections.config_dict.placeholder(int)
   c.process_id = ml_collections.config_dict.placeholder(int)
-  c.num_bins = 12000
-  c.two_theta_max = 120.0
+  c.wavelength = grid.WAVELENGTH  # Å; the corpus must hold peak lists at it (the trainer checks)
+  c.num_bins = grid.NUM_BINS
+  c.two_theta_max = grid.TWO_THETA_MAX
   c.augmentation = 'train'  # train, invariance_test or ideal
   c.static_augmentation = False  # CNNstatic: one fixed draw per example instead of a new one per step
   c.batch_size = 1024

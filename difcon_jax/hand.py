@@ -2,28 +2,33 @@ r"""HAND (paper section 4.2): randomised decision trees on hand-made features of
 
   python -m difcon_jax.hand --corpus=DIR [--experimental=PATTERNS.npz] [--out=DIR]
 
-Features (after Suzuki et al.): the first ten peak positions (2θ at Cu Kα 1.5418 Å, peaks of at least
+Features (after Suzuki et al.): the first ten peak positions (2θ at the training wavelength, peaks of at least
 --min_intensity of the strongest) and the number of such peaks in 0-90°. Separate ExtraTrees classifiers for
 crystal system, extinction group and space group, trained on the corpus train split; evaluated on the test split
 (the equivariance set), on those structures rendered with the invariance_test augmentations and, when given, on
-measured patterns (peaks picked from the profile in both). Reports how
-often the predicted space group falls outside the predicted crystal system.
+measured patterns (peaks picked from the profile in both). The invariance patterns are those the network is
+evaluated on (eval_sets.SimulatedSet, the same seed), the measured ones are read as evaluate reads them
+(eval_sets.read_measured), and the metrics are the network's (metrics.summary of each classifier's ranking), with
+how often the predicted space group falls outside the predicted crystal system.
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 from absl import app
 from absl import flags
+from etils import epath
 import numpy as np
 
-from difcon_jax.crystallography import spacegroups
+from difcon_jax import cli
+from difcon_jax import config_base
+from difcon_jax import grid as grid_lib
+from difcon_jax import metrics
 from difcon_jax.data import corpus as corpus_lib
 
 FLAGS = flags.FLAGS
-HEADS = ('crystal_system', 'extinction_group', 'space_group')
+HEADS = metrics.HEADS
 
 
 def define_flags():
@@ -32,6 +37,9 @@ def define_flags():
   flags.DEFINE_string('out', None, 'Folder for metrics.json (default: print only).')
   flags.DEFINE_float('min_intensity', 0.01, 'Peaks weaker than this share of the strongest are ignored.')
   flags.DEFINE_integer('trees', 300, 'Trees per classifier.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the trees.')
+  flags.DEFINE_integer('eval_seed', config_base.paper_config().eval_seed,
+                       'Seed of the invariance set\'s draws (the trainer\'s config.eval_seed).')
 
 
 def features(two_theta: np.ndarray, intensity: np.ndarray, min_intensity: float = 0.01) -> np.ndarray:
@@ -45,11 +53,11 @@ def features(two_theta: np.ndarray, intensity: np.ndarray, min_intensity: float 
   return out
 
 
-def picked_peaks(pattern: np.ndarray, grid_step: float, prominence: float = 0.02):
-  """Peak positions and heights picked from a profile on the training grid."""
+def picked_peaks(pattern: np.ndarray, grid, prominence: float = 0.02):
+  """Peak positions (bin centres, degrees) and heights picked from a profile on the grid."""
   from scipy.signal import find_peaks  # pylint: disable=g-import-not-at-top
-  idx, props = find_peaks(pattern, prominence=prominence)
-  return (idx + 0.5) * grid_step, pattern[idx]
+  idx, _ = find_peaks(pattern, prominence=prominence)
+  return grid_lib.bin_centres(grid)[idx], pattern[idx]
 
 
 class Hand:
@@ -64,69 +72,44 @@ class Hand:
       self.models[h].fit(x, labels[h])
     return self
 
-  def predict(self, x) -> dict:
-    return {h: self.models[h].predict(x) for h in HEADS}
-
-  def top5(self, x, labels) -> dict:
+  def rank(self, x, k: int = 5) -> dict:
+    """{head: [N, k] labels, most probable first} (ties: the lower label first, as the trees' predict)."""
     out = {}
     for h in HEADS:
       proba = self.models[h].predict_proba(x)
-      classes = self.models[h].classes_
-      best = classes[np.argsort(-proba, 1)[:, :5]]
-      out[h] = float(np.mean(np.any(best == labels[h][:, None], 1)))
+      out[h] = self.models[h].classes_[np.argsort(-proba, 1, kind='stable')[:, :k]]
     return out
 
 
 def evaluate(model: Hand, x, labels) -> dict:
-  pred = model.predict(x)
-  top5 = model.top5(x, labels)
-  out = {}
-  for h in HEADS:
-    out[f'{h}_top1'] = float(np.mean(pred[h] == labels[h]))
-    out[f'{h}_top5'] = top5[h]
-  sg_cs = np.array([spacegroups.crystal_system_index(int(s)) for s in pred['space_group']])
-  out['space_group_outside_predicted_crystal_system'] = float(np.mean(sg_cs != pred['crystal_system']))
-  out['examples'] = int(len(x))
-  return out
+  """metrics.summary of the classifiers' rankings on features x with their labels."""
+  return metrics.summary(model.rank(x), labels)
 
 
-def run(corpus: str, experimental: str | None = None, min_intensity: float = 0.01, trees: int = 300) -> dict:
+def run(corpus: str, experimental: str | None = None, min_intensity: float = 0.01, trees: int = 300,
+        seed: int = 0, eval_seed: int = config_base.paper_config().eval_seed) -> dict:
   train = corpus_lib.load_arrays(corpus, 'train')
   test = corpus_lib.load_arrays(corpus, 'test')
-  model = Hand(trees).fit(features(train['two_theta'], train['intensity'], min_intensity),
-                          {h: train[h] for h in HEADS})
+  model = Hand(trees, seed).fit(features(train['two_theta'], train['intensity'], min_intensity),
+                                {h: train[h] for h in HEADS})
   labels = {h: test[h] for h in HEADS}
   results = {'equivariance': evaluate(model, features(test['two_theta'], test['intensity'], min_intensity), labels)}
-  # Invariance: the test structures rendered with the invariance_test distribution, peaks picked from the profile.
-  import jax  # pylint: disable=g-import-not-at-top
-  from difcon_jax.augment import kernel as augment_kernel  # pylint: disable=g-import-not-at-top
-  from difcon_jax.augment import params as augment_params  # pylint: disable=g-import-not-at-top
-  grid = augment_params.grid_config()
-  render = augment_kernel.make_augment_fn(augment_params.config('invariance_test'))
-  picked = []
-  for start in range(0, len(test['two_theta']), 64):
-    x = np.asarray(render(jax.random.fold_in(jax.random.key(7), start), test['two_theta'][start:start + 64],
-                          test['intensity'][start:start + 64]))
-    picked += [picked_peaks(np.maximum(v, 0), 120.0 / grid.num_bins) for v in x]
+  # Invariance: the network's invariance set (the test structures, invariance_test draws), peaks picked.
+  from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top
+  grid = grid_lib.config()
+  data = eval_sets.SimulatedSet(corpus, eval_sets.SIMULATED['invariance'], grid.num_bins, grid.two_theta_max, 64,
+                                eval_seed)
+  picked, inv_labels = [], []
+  for b in data:
+    picked += [picked_peaks(np.maximum(v, 0), grid) for v in np.asarray(b.x)[:b.count]]
+    inv_labels.append(b.labels)
   x_inv = np.stack([features([t], [y], min_intensity)[0] for t, y in picked])
-  results['invariance'] = evaluate(model, x_inv, labels)
+  results['invariance'] = evaluate(model, x_inv, {h: np.concatenate([l[h] for l in inv_labels]) for h in HEADS})
   if experimental:
-    from difcon_jax import inference  # pylint: disable=g-import-not-at-top
-    from difcon_jax.io import patterns  # pylint: disable=g-import-not-at-top
-    d = np.load(experimental)
-    tts, ys, sgs = [], [], []
-    for i in range(len(d['intensity'])):
-      p = patterns.Pattern(d['two_theta'].astype(np.float64), np.maximum(d['intensity'][i], 0), 1.5418, str(i))
-      g = inference.to_grid(p, grid, None).values
-      tt, y = picked_peaks(g, 120.0 / grid.num_bins)
-      tts.append(tt)
-      ys.append(y)
-      sgs.append(int(d['space_group'][i]))
-    x = np.stack([features([t], [y], min_intensity)[0] for t, y in zip(tts, ys)])
-    sgs = np.array(sgs)
-    labels = {'space_group': sgs, 'crystal_system': np.array([spacegroups.crystal_system_index(s) for s in sgs]),
-              'extinction_group': np.array([spacegroups.extinction_group(s) for s in sgs])}
-    results['experimental'] = evaluate(model, x, labels)
+    x, sgs, _, _ = eval_sets.read_measured(experimental, None, grid, grid_lib.WAVELENGTH)
+    picked = [picked_peaks(g, grid) for g in x]
+    x = np.stack([features([t], [y], min_intensity)[0] for t, y in picked])
+    results['experimental'] = evaluate(model, x, metrics.labels_of_space_groups(sgs))
   return results
 
 
@@ -134,13 +117,14 @@ def main(argv):
   del argv
   if not FLAGS.corpus:
     raise app.UsageError('--corpus is required')
-  results = run(FLAGS.corpus, FLAGS.experimental, FLAGS.min_intensity, FLAGS.trees)
+  results = run(FLAGS.corpus, FLAGS.experimental, FLAGS.min_intensity, FLAGS.trees, FLAGS.seed, FLAGS.eval_seed)
   for name, m in results.items():
     print(f"HAND {name} ({m['examples']}): " + '  '.join(f"{h} {m[f'{h}_top1']:.3f}" for h in HEADS) +
           f"  SG outside predicted CS {m['space_group_outside_predicted_crystal_system']:.3f}")
   if FLAGS.out:
-    os.makedirs(FLAGS.out, exist_ok=True)
-    with open(os.path.join(FLAGS.out, 'metrics.json'), 'w') as f:
+    out = epath.Path(FLAGS.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with cli.atomic_write(out / 'metrics.json') as f:
       json.dump(results, f, indent=1)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from difcon_jax.models import resnet1d
+from difcon_jax.models import heads
 
 
 def cross_entropy(log_probs: jax.Array, labels: jax.Array) -> jax.Array:
@@ -15,7 +15,7 @@ def cross_entropy(log_probs: jax.Array, labels: jax.Array) -> jax.Array:
 
 def classification_losses(logits: dict, labels: dict) -> dict:
   """CE of crystal system, extinction group, and space group within the true crystal system's head."""
-  sg_lp = resnet1d.space_group_conditional_log_probs(logits, labels['crystal_system'])
+  sg_lp = heads.space_group_conditional_log_probs(logits, labels['crystal_system'])
   return {
       'crystal_system': cross_entropy(jax.nn.log_softmax(logits['crystal_system']), labels['crystal_system']),
       'extinction_group': cross_entropy(jax.nn.log_softmax(logits['extinction_group']),

@@ -23,11 +23,11 @@ import numpy as np
 import tqdm
 
 from difcon_jax import cli
+from difcon_jax import grid as grid_lib
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.io import patterns as patterns_lib
 
 FLAGS = flags.FLAGS
-MAX_POINTS_PER_BIN = 2  # finer files are averaged down to this many points per model bin before preprocessing
 
 
 def define_flags():
@@ -44,23 +44,22 @@ def define_flags():
   flags.DEFINE_bool('remove_background', True, 'Subtract a SNIP background before prediction.')
 
 
-def prepare(path, grid, wavelength, remove_background=True) -> tuple[np.ndarray, list[str]]:
+def prepare(path, grid, wavelength, remove_background=True,
+            training_wavelength: float = grid_lib.WAVELENGTH) -> tuple[np.ndarray, list[str]]:
   """One file on the model grid [bins] and its warnings; raises PatternError (or ValueError) for a bad file."""
   from difcon_jax import inference  # pylint: disable=g-import-not-at-top
-  pattern = patterns_lib.read_pattern(path)
-  # However finely the file is sampled, the work after reading scales with the model grid.
-  pattern = patterns_lib.coarsen(pattern, MAX_POINTS_PER_BIN * grid.num_bins)
-  g = inference.to_grid(pattern, grid, wavelength, remove_background=remove_background)
-  return g.values, [*pattern.warnings, *g.warnings]
+  g = inference.to_grid(patterns_lib.read_pattern(path), grid, wavelength, training_wavelength, remove_background)
+  return g.values, g.warnings
 
 
 def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_background=True, progress=True):
   """Rows (dicts, in input order) and the embeddings [good files, dim]."""
+  from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top
   from difcon_jax import inference  # pylint: disable=g-import-not-at-top
   rows, good, grid_values = [], [], []
   for path in tqdm.tqdm(paths, desc='reading', unit='file', file=sys.stderr, disable=not progress):
     try:
-      values, warnings = prepare(path, model.grid, wavelength, remove_background)
+      values, warnings = prepare(path, model.grid, wavelength, remove_background, model.wavelength)
       for w in warnings:
         logging.warning('%s', w)
       rows.append({'file': path, 'status': 'ok', 'error': '', 'warning': '; '.join(warnings)})
@@ -70,33 +69,14 @@ def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_backg
       msg = str(e) if str(e).startswith(path) else f'{path}: {e}'
       rows.append({'file': path, 'status': 'error', 'error': msg, 'warning': ''})
       print(f'error: {msg}', file=sys.stderr)
-  embeddings = []
-  for start in tqdm.tqdm(range(0, len(good), batch_size), desc='predicting', unit='batch', file=sys.stderr,
-                         disable=not progress):
-    x = np.stack(grid_values[start:start + batch_size])
-    n = len(x)
-    if n < batch_size:  # one compiled shape
-      x = np.concatenate([x, np.zeros((batch_size - n,) + x.shape[1:], x.dtype)])
-    logits, aux = model(x)
-    top = inference.ranked(logits, top_k)
-    embeddings.append(np.asarray(aux['embedding'])[:n])
-    for j in range(n):
-      row = rows[good[start + j]]
-      for r in range(top_k):
-        cs_i, cs_p = top['crystal_system']
-        eg_i, eg_p = top['extinction_group']
-        sg_i, sg_p = top['space_group']
-        if r < cs_i.shape[1]:
-          row[f'crystal_system_{r + 1}'] = spacegroups.CRYSTAL_SYSTEMS[cs_i[j, r]]
-          row[f'crystal_system_{r + 1}_p'] = f'{cs_p[j, r]:.4f}'
-        if r < eg_i.shape[1]:
-          row[f'extinction_group_{r + 1}'] = spacegroups.extinction_group_label(int(eg_i[j, r]))
-          row[f'extinction_group_{r + 1}_index'] = int(eg_i[j, r])
-          row[f'extinction_group_{r + 1}_p'] = f'{eg_p[j, r]:.4f}'
-        row[f'space_group_{r + 1}'] = int(sg_i[j, r])
-        row[f'space_group_{r + 1}_symbol'] = spacegroups.symbol(int(sg_i[j, r]))
-        row[f'space_group_{r + 1}_p'] = f'{sg_p[j, r]:.4f}'
-  emb = np.concatenate(embeddings) if embeddings else np.zeros((0, 0), np.float32)
+  x = np.stack(grid_values) if grid_values else np.zeros((0, model.grid.num_bins), np.float32)
+  batches = eval_sets.grid_batches(x, [rows[i]['file'] for i in good], batch_size)
+  preds = eval_sets.run(model, tqdm.tqdm(batches, desc='predicting', unit='batch', file=sys.stderr,
+                                         total=-(-len(x) // batch_size), disable=not progress),
+                        top_k, embeddings=True)
+  for j, i in enumerate(good):
+    rows[i].update(inference.prediction_columns(preds.ranked, j, top_k))
+  emb = preds.embeddings if len(good) else np.zeros((0, 0), np.float32)
   return rows, emb
 
 

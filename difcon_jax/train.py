@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from absl import app
 from absl import flags
 from absl import logging
+from etils import epath
 import flax
 import flax.struct
 import jax
@@ -29,14 +29,22 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from difcon_jax import evaluation
+from difcon_jax import cli
+from difcon_jax import eval_sets
 from difcon_jax import losses
+from difcon_jax import metric_writer
+from difcon_jax import metrics
 from difcon_jax import train_checks
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
-from difcon_jax.crystallography import spacegroups
+from difcon_jax.data import corpus as corpus_lib
 from difcon_jax.data import input_pipeline
+from difcon_jax.models import heads
 from difcon_jax.models import resnet1d
+
+# Streams of jax.random.key(config.seed), split off by fold_in: the initial parameters, the per-step training
+# draws (folded with the step), and CNNstatic's fixed draws (folded with the example's index).
+INIT_STREAM, STEP_STREAM, STATIC_STREAM = 1, 2, 3
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -74,46 +82,51 @@ def create_optimizer(config) -> optax.GradientTransformation:
 
 def init_state(config, model, tx, sample_x) -> TrainState:
   rng = jax.random.key(config.seed)
-  variables = model.init(jax.random.fold_in(rng, 1), sample_x, train=False)
+  variables = model.init(jax.random.fold_in(rng, INIT_STREAM), sample_x, train=False)
   params = variables['params']
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables.get('batch_stats', {}),
                     opt_state=tx.init(params), ema_params=params if config.ema_decay else None,
-                    rng=jax.random.key_data(jax.random.fold_in(rng, 2)))
+                    rng=jax.random.key_data(jax.random.fold_in(rng, STEP_STREAM)))
 
 
 # --------------------------------------------------------------------------------------------------- step
 
+def num_views(config) -> int:
+  """Views per example and step: two for the contrastive loss, else one (CNNaug, CNNstatic)."""
+  return 2 if config.loss.ssl_weight > 0 else 1
+
+
 def augment_views(config, batch, rng, aug_cfg, mesh=None):
-  """Two augmented views [2, batch, bins] of the peak lists, generated on the devices that hold the batch."""
+  """num_views(config) augmented views [views, batch, bins] of the peak lists, generated on the devices that hold
+  the batch."""
   tt, y = batch['two_theta'], batch['intensity']
   hkl, cell = batch.get('hkl'), batch.get('cell')  # where the corpus has them: preferred orientation (lab)
   if config.static_augmentation:
-    # CNNstatic: each example's augmentation is fixed once (seeded by its index), not redrawn per step.
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(config.seed + 7), i))(batch['index'])
-    draws = jax.vmap(lambda k: augment_kernel.sample_draws(k, aug_cfg, 1, tt.shape[1]))(keys)
-    x = augment_kernel.render_batch(tt, y, jax.tree.map(lambda d: d[:, 0], draws), aug_cfg, mesh, hkl, cell)
-    return jnp.stack([x, x])
-  k1, k2 = jax.random.split(rng)
-  return jnp.stack([augment_kernel.augment_batch(k, tt, y, aug_cfg, mesh, hkl, cell) for k in (k1, k2)])
+    # CNNstatic: each example's augmentation is fixed once (drawn from its index), not redrawn per step.
+    key = jax.random.fold_in(jax.random.key(config.seed), STATIC_STREAM)
+    x = augment_kernel.augment_examples(key, batch['index'], tt, y, aug_cfg, mesh, hkl, cell)
+    return jnp.stack([x] * num_views(config))
+  keys = jax.random.split(rng, num_views(config))
+  return jnp.stack([augment_kernel.augment_batch(k, tt, y, aug_cfg, mesh, hkl, cell) for k in keys])
 
 
 def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg, mesh=None):
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   views = augment_views(config, batch, rng, aug_cfg, mesh)
-  labels = {k: batch[k] for k in ('crystal_system', 'extinction_group', 'space_group')}
+  labels = {k: batch[k] for k in heads.HEADS}
   w = config.loss
 
   def loss_fn(params):
     stats = state.batch_stats
     outs = []
-    n_views = 2 if w.ssl_weight > 0 else 1
+    n_views = views.shape[0]
     for v in range(n_views):
       (logits, aux), new = model.apply({'params': params, 'batch_stats': stats}, views[v], train=True,
                                        mutable=['batch_stats'])
       stats = new['batch_stats']
       outs.append((logits, aux))
     parts = {}
-    for name in ('crystal_system', 'extinction_group', 'space_group'):
+    for name in heads.HEADS:
       parts[name] = sum(losses.classification_losses(lg, labels)[name] for lg, _ in outs) / n_views
     if w.ssl_weight > 0:
       z1, z2 = outs[0][1]['projection'], outs[1][1]['projection']
@@ -129,33 +142,149 @@ def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg, me
   ema = state.ema_params
   if ema is not None:
     ema = optax.incremental_update(params, ema, 1 - config.ema_decay)
-  metrics = {'loss': total, **{f'loss_{k}': v for k, v in parts.items()},
+  step_metrics = {'loss': total, **{f'loss_{k}': v for k, v in parts.items()},
              'grad_norm': optax.tree.norm(grads), 'param_norm': optax.tree.norm(params),
-             **{f'accuracy_{k}': v for k, v in evaluation.top1(logits, labels).items()}}
+             **{f'accuracy_{h}': jnp.mean(metrics.hits_at_k(ranked, labels[h], 1))
+                for h, (ranked, _) in heads.rank(logits, 1).items()}}
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
                             ema_params=ema)
-  return new_state, metrics
+  return new_state, step_metrics
 
 
 # ---------------------------------------------------------------------------------------------------- loop
 
 def _checkpoint_managers(workdir, config):
-  path = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+  path = cli.path(workdir) / 'checkpoints'
   latest = ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(
       max_to_keep=config.keep_checkpoints, create=True, enable_async_checkpointing=False))
-  best = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'best')), options=ocp.CheckpointManagerOptions(
+  best = ocp.CheckpointManager(cli.path(workdir) / 'best', options=ocp.CheckpointManagerOptions(
       max_to_keep=1, best_fn=lambda m: m[config.best_metric], best_mode='max', create=True,
       enable_async_checkpointing=False))
   return latest, best
 
 
+def check_corpus(config) -> None:
+  """Raises train_checks.ConfigError (one line each) when the corpus is missing or was built for another grid
+  than the config's (wavelength, 2θ range): training on it would learn the wrong peak positions."""
+  try:
+    info = corpus_lib.metadata(config.corpus)
+  except FileNotFoundError:
+    raise train_checks.ConfigError(
+        f'config.corpus={config.corpus}: no corpus there; build one with python -m difcon_jax.data.build '
+        f'--cifs=DIR --out={config.corpus} (or --synthetic=N, see BUILD.md)') from None
+  errors = []
+  if info.get('wavelength') is not None and abs(float(info['wavelength']) - config.wavelength) > 1e-6:
+    errors.append(f'config.wavelength={config.wavelength}: the corpus {config.corpus} holds peak lists at '
+                  f'{info["wavelength"]} Å; build the corpus at the training wavelength (data.build --wavelength) '
+                  f'or set --config.wavelength={info["wavelength"]}')
+  if info.get('two_theta_max') is not None and config.two_theta_max > float(info['two_theta_max']) + 1e-9:
+    errors.append(f'config.two_theta_max={config.two_theta_max}: the corpus {config.corpus} has peaks up to '
+                  f'{info["two_theta_max"]}° only (the grid beyond would always be empty)')
+  if errors:
+    raise train_checks.ConfigError('\n'.join(errors))
+
+
+def restore_or_init(config, model, tx, workdir: str, replicated) -> tuple[TrainState, Any, Any]:
+  """(state on the devices, latest and best checkpoint managers): the latest checkpoint in workdir when there is
+  one, else a new state. Raises train_checks.ConfigError when the checkpoint holds another model."""
+  state = init_state(config, model, tx, jnp.zeros((1, config.num_bins)))
+  logging.info('parameters: %s', f'{sum(x.size for x in jax.tree.leaves(state.params)):,}')
+  latest, best = _checkpoint_managers(workdir, config)
+  if latest.latest_step() is not None:
+    train_checks.check_checkpoint_matches(state, str(latest.directory), latest.latest_step(), workdir)
+    state = latest.restore(latest.latest_step(), args=ocp.args.StandardRestore(state))
+    logging.info('restored step %d from %s', int(state.step), latest.directory)
+  return jax.device_put(state, replicated), latest, best
+
+
+class Throughput:
+  """Examples per second over the steps since the last reset (evaluation and saving reset it, so they are not
+  counted; the first step, which compiles, starts the clock)."""
+
+  def __init__(self, batch_size: int):
+    self.batch_size = batch_size
+    self.start, self.examples = None, 0
+
+  def step_done(self, state) -> None:
+    if self.start is None:
+      jax.block_until_ready(state.step)
+      self.start = time.time()
+    else:
+      self.examples += self.batch_size
+
+  def rate(self) -> float:
+    if not self.examples:
+      return float('nan')
+    return self.examples / max(time.time() - self.start, 1e-9)
+
+  def reset(self) -> None:
+    if self.start is not None:
+      self.start, self.examples = time.time(), 0
+
+
+def augmentation_share(config, aug_cfg, local_batch, examples_per_s) -> float:
+  """Share of a training step spent generating its views (timed alone on this batch)."""
+  fn = augment_kernel.make_augment_fn(aug_cfg)
+  tt, y = jnp.asarray(local_batch['two_theta']), jnp.asarray(local_batch['intensity'])
+  fn(jax.random.key(0), tt, y).block_until_ready()
+  t = time.time()
+  for i in range(3):
+    out = fn(jax.random.key(i), tt, y)
+  out.block_until_ready()
+  per_view = (time.time() - t) / 3 / len(tt)
+  return float(min(1.0, num_views(config) * per_view * examples_per_s))
+
+
+def log_train_metrics(writer, config, done: int, metrics_now, rate: float, aug_share: float | None,
+                      last_saved) -> None:
+  """Writes and logs the step's training metrics; raises FloatingPointError at the first non-finite loss."""
+  metrics_now = jax.device_get(metrics_now)
+  if not np.isfinite(metrics_now['loss']):
+    raise FloatingPointError(f'loss is {metrics_now["loss"]} at step {done}; last good checkpoint: {last_saved}')
+  eta = (config.steps - done) * config.batch_size / rate if rate == rate and rate > 0 else float('nan')
+  logging.info('step %d/%d  loss %.4f  cs %.3f  eg %.3f  sg %.3f  %.1f examples/s  aug %.0f%%  ETA %.0f s',
+               done, config.steps, metrics_now['loss'], metrics_now['accuracy_crystal_system'],
+               metrics_now['accuracy_extinction_group'], metrics_now['accuracy_space_group'], rate,
+               100 * (aug_share or 0.0), eta)
+  writer.write(done, {f'train/{k}': float(v) for k, v in metrics_now.items()} |
+               {'train/examples_per_s': rate, 'train/augmentation_share': aug_share or 0.0})
+
+
+def make_eval_sets(config, mesh) -> dict[str, eval_sets.SimulatedSet]:
+  """The periodic evaluation's sets: the test split under each of eval_sets.SIMULATED's distributions, with fixed
+  draws (eval_seed)."""
+  return {name: eval_sets.SimulatedSet(config.corpus, dist, config.num_bins, config.two_theta_max,
+                                       config.eval_batch_size, config.eval_seed, config.eval_examples, mesh)
+          for name, dist in eval_sets.SIMULATED.items()}
+
+
+def evaluate(state, apply_fn, sets: dict) -> dict:
+  """{'{set}/{head}_top{k}': accuracy} of the state's weights (EMA where kept) on each set."""
+  variables = {'params': state.ema_params if state.ema_params is not None else state.params,
+               'batch_stats': state.batch_stats}
+  out = {}
+  for name, data in sets.items():
+    m, _ = eval_sets.evaluate(functools.partial(apply_fn, variables), data)
+    out.update({f'{name}/{k}': m[k] for k in metrics.accuracy_names()})
+  return out
+
+
+def write_config(config, workdir: str, start: int) -> None:
+  """config.json (predict and evaluate rebuild the model from it; it records the grid and wavelength), written
+  once the config and the restore are known good; metrics.jsonl rows after the restored step dropped."""
+  if jax.process_index() == 0:
+    (epath.Path(workdir) / 'config.json').write_text(config.to_json_best_effort(indent=1))
+    train_checks.trim_metrics(workdir, start)  # rows after the checkpoint are written again by this run
+
+
 def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   """Trains per config, resuming from workdir; returns the final state and the last evaluation metrics.
 
-  Raises train_checks.ConfigError, before writing anything, for a bad config or one that does not match the
-  checkpoint already in workdir.
+  Raises train_checks.ConfigError, before writing anything, for a bad config, a missing corpus or one built for
+  another grid, or a config that does not match the checkpoint already in workdir.
   """
   train_checks.check_config(config)
+  check_corpus(config)
   train_checks.check_workdir(workdir)
   if config.get('distributed', False):
     # Unset fields (None) are found by JAX from the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU).
@@ -171,94 +300,72 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
                                           process_index=jax.process_index(), process_count=jax.process_count())
   aug_cfg = augment_params.config(config.augmentation, config.num_bins, config.two_theta_max)
 
-  # Model, optimiser, state.
+  # Model, optimiser, state (restored from the workdir when it has a checkpoint).
   model, tx = create_model(config), create_optimizer(config)
-  state = init_state(config, model, tx, jnp.zeros((1, config.num_bins)))
-  logging.info('parameters: %s', f'{sum(x.size for x in jax.tree.leaves(state.params)):,}')
-
-  # Restore.
-  latest, best = _checkpoint_managers(workdir, config)
-  if latest.latest_step() is not None:
-    train_checks.check_checkpoint_matches(state, str(latest.directory), latest.latest_step(), workdir)
-    state = latest.restore(latest.latest_step(), args=ocp.args.StandardRestore(state))
-    logging.info('restored step %d from %s', int(state.step), latest.directory)
-  state = jax.device_put(state, replicated)
+  state, latest, best = restore_or_init(config, model, tx, workdir, replicated)
   start = int(state.step)
-  if jax.process_index() == 0:  # predict and evaluate rebuild the model from it; written once the config is known good
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=1))
-    train_checks.trim_metrics(workdir, start)  # rows after the checkpoint are written again by this run
+  write_config(config, workdir, start)
 
   step = functools.partial(train_step, model=model, tx=tx, config=config, aug_cfg=aug_cfg, mesh=mesh)
   step_fn = jax.jit(step, in_shardings=(replicated, sharded), out_shardings=(replicated, replicated), donate_argnums=0)
-  evaluators = evaluation.make_evaluators(config, model, mesh)
-  writer = evaluation.MetricWriter(workdir)
+  # Evaluation outputs come back replicated: with several hosts, each can then read all of them.
+  apply_fn = jax.jit(lambda variables, x: model.apply(variables, x, train=False), out_shardings=replicated)
+  sets = make_eval_sets(config, mesh)
+  writer = metric_writer.MetricWriter(workdir)
 
   def to_global(batch):
     return {k: jax.make_array_from_process_local_data(sharded, np.asarray(v)) for k, v in batch.items()}
 
   last_eval, aug_share = {}, None
-  timer = None  # (start time, examples) of the current throughput window; evaluation and saving excluded
+  throughput = Throughput(config.batch_size)
   for step_now, local in train_data.prefetch(start):
     if step_now >= config.steps:
       break
-    state, metrics = step_fn(state, to_global(local))
+    state, metrics_now = step_fn(state, to_global(local))
     done = step_now + 1
-    if timer is None:  # the first step compiles: count from its end
-      jax.block_until_ready(state.step)
-      timer = (time.time(), 0)
-    else:
-      timer = (timer[0], timer[1] + config.batch_size)
+    throughput.step_done(state)
     if done % config.log_every == 0 or done == config.steps:
-      metrics = jax.device_get(metrics)
-      if not np.isfinite(metrics['loss']):
-        raise FloatingPointError(f'loss is {metrics["loss"]} at step {done}; last good checkpoint: '
-                                 f'{latest.latest_step()}')
-      rate = timer[1] / max(time.time() - timer[0], 1e-9) if timer[1] else float('nan')
-      if aug_share is None and timer[1]:
-        aug_share = evaluation.augmentation_share(config, aug_cfg, local, rate)
-      eta = (config.steps - done) * config.batch_size / rate if rate == rate and rate > 0 else float('nan')
-      logging.info('step %d/%d  loss %.4f  cs %.3f  eg %.3f  sg %.3f  %.1f examples/s  aug %.0f%%  ETA %.0f s',
-                   done, config.steps, metrics['loss'], metrics['accuracy_crystal_system'],
-                   metrics['accuracy_extinction_group'], metrics['accuracy_space_group'], rate,
-                   100 * (aug_share or 0.0), eta)
-      writer.write(done, {f'train/{k}': float(v) for k, v in metrics.items()} |
-                   {'train/examples_per_s': rate, 'train/augmentation_share': aug_share or 0.0})
-      timer = (time.time(), 0)
+      rate = throughput.rate()
+      if aug_share is None and rate == rate:
+        aug_share = augmentation_share(config, aug_cfg, local, rate)
+      log_train_metrics(writer, config, done, metrics_now, rate, aug_share, latest.latest_step())
+      throughput.reset()
     if done % config.eval_every == 0 or done == config.steps:
-      last_eval = {}
-      for ev in evaluators:
-        last_eval.update(ev.run(state))
+      last_eval = evaluate(state, apply_fn, sets)
       writer.write(done, last_eval)
       logging.info('eval step %d: %s', done, '  '.join(f'{k} {v:.3f}' for k, v in sorted(last_eval.items())))
-      best.save(done, args=ocp.args.StandardSave(state), metrics={k: float(v) for k, v in last_eval.items()})
-      timer = (time.time(), 0)
+      best.save(done, args=ocp.args.StandardSave(state), metrics=last_eval)
+      throughput.reset()
     if done % config.checkpoint_every == 0 or done == config.steps:
       latest.save(done, args=ocp.args.StandardSave(state))
-      timer = (time.time(), 0)
+      throughput.reset()
   latest.wait_until_finished()
   best.wait_until_finished()
   writer.close()
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'final_metrics.json'), 'w') as f:
-      json.dump({'step': int(state.step), **{k: float(v) for k, v in last_eval.items()}}, f, indent=1)
+    (epath.Path(workdir) / 'final_metrics.json').write_text(
+        json.dumps({'step': int(state.step), **{k: float(v) for k, v in last_eval.items()}}, indent=1))
   return state, last_eval
 
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints and logs; a run resumes from it.')
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string('workdir', None, 'Folder for checkpoints and logs (local or gs://); a run resumes from it.')
+  config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
 
 
 def main(argv):
   del argv
-  if not _WORKDIR.value or _CONFIG.value is None:
+  if not FLAGS.workdir or FLAGS.config is None:
     raise app.UsageError('--config and --workdir are required')
   logging.set_verbosity(logging.INFO)
   # Orbax reports every step of every save at INFO; keep its warnings only.
   logging.get_absl_logger().addFilter(
       lambda record: record.levelno >= logging.converter.STANDARD_WARNING or 'orbax' not in record.pathname)
   try:
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except train_checks.ConfigError as e:
     for line in str(e).splitlines():
       print(f'train: error: {line}', file=sys.stderr)
@@ -279,4 +386,5 @@ def _parse_flags(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main, flags_parser=_parse_flags)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
-from difcon_jax import evaluation
+from etils import epath
+
+from difcon_jax import cli
+from difcon_jax import eval_sets
+from difcon_jax import metrics
 from difcon_jax.augment import params as augment_params
 
-EVALUATORS = ('equivariance', 'invariance')  # names of evaluation.make_evaluators
 OPTIMIZERS = ('adamw', 'lars')
 SSL_LOSSES = ('barlow_twins', 'nt_xent')
 
@@ -25,7 +27,7 @@ class ConfigError(ValueError):
 
 def metric_names() -> list[str]:
   """Every name the periodic evaluation reports (what best_metric may be)."""
-  return [f'{e}/{h}_{k}' for e in EVALUATORS for h in evaluation.HEADS for k in ('top1', 'top5')]
+  return [f'{e}/{m}' for e in eval_sets.SIMULATED for m in metrics.accuracy_names()]
 
 
 def config_errors(config) -> list[str]:
@@ -51,6 +53,8 @@ def config_errors(config) -> list[str]:
                 'model.kernel_size', 'model.stem_stride'):
     integer(field)
   integer('seed', 0)
+  integer('eval_seed', 0)
+  number('wavelength', 0.1, 10)
   number('two_theta_max', 1, 180, hi_open=True)
   number('ema_decay', 0, 1, hi_open=True)
   number('optimizer.learning_rate', 0, 1e3)
@@ -96,7 +100,7 @@ def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str
   optimiser or EMA setting that differs from the run that wrote the workdir)."""
   import flax.serialization  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  metadata = ocp.StandardCheckpointer().metadata(os.path.join(checkpoint_dir, str(step), 'default'))
+  metadata = ocp.StandardCheckpointer().metadata(cli.path(checkpoint_dir) / str(step) / 'default')
   saved = _shapes(getattr(metadata, 'item_metadata', metadata))
   wanted = _shapes(flax.serialization.to_state_dict(state))
   if saved == wanted:
@@ -111,34 +115,33 @@ def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str
   if only_saved or only_wanted:
     detail.append(f'{len(only_saved)} array(s) only in the checkpoint, {len(only_wanted)} only in this config'
                   f' (e.g. {(only_saved or only_wanted)[0]})')
-  saved_config = os.path.join(workdir, 'config.json')
+  saved_config = epath.Path(workdir) / 'config.json'
   raise ConfigError(f'{workdir} holds a checkpoint (step {step}) of a different model: {"; ".join(detail)}. '
                     f'Use a new --workdir, or the config that wrote this one ({saved_config}); '
                     f'nothing in {workdir} was changed.')
 
 
 def check_workdir(workdir: str) -> None:
-  """Raises ConfigError when workdir exists but is not a folder, or cannot be written."""
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
+  """Raises ConfigError when workdir (local or cloud) exists but is not a folder, or cannot be written."""
+  path = epath.Path(workdir)
+  if path.exists() and not path.is_dir():
     raise ConfigError(f'--workdir={workdir}: a file, not a folder')
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write_test')
-    with open(probe, 'w'):
-      pass
-    os.remove(probe)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / '.write_test'
+    probe.write_text('')
+    probe.unlink()
   except OSError as e:
-    raise ConfigError(f'--workdir={workdir}: cannot be written ({e.strerror})') from None
+    raise ConfigError(f'--workdir={workdir}: cannot be written ({e.strerror or e})') from None
 
 
 def trim_metrics(workdir: str, step: int) -> int:
   """Drops the rows of metrics.jsonl after `step` (written by a run that died before its next checkpoint; the
   resumed run writes them again), so that each step has its rows once. Returns how many were dropped."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
+  path = epath.Path(workdir) / 'metrics.jsonl'
+  if not path.exists():
     return 0
-  with open(path) as f:
-    lines = f.read().splitlines()
+  lines = path.read_text().splitlines()
   keep = []
   for line in lines:
     try:
@@ -149,8 +152,6 @@ def trim_metrics(workdir: str, step: int) -> int:
       keep.append(line)
   if len(keep) == len(lines):
     return 0
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
+  with cli.atomic_write(path) as f:
     f.write(''.join(l + '\n' for l in keep))
-  os.replace(tmp, path)
   return len(lines) - len(keep)

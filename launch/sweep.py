@@ -72,13 +72,16 @@ def commands(run: dict, root: str, extra: dict, experimental: str | None) -> lis
   cmds = [[py, '-m', 'difcon_jax.train', f"--config={run['config']}", f'--workdir={workdir}'] +
           [f'--config.{k}={v}' for k, v in overrides.items()]]
   if experimental:
-    cmds.append([py, '-m', 'difcon_jax.evaluate', f'--checkpoint={workdir}', '--set=experimental',
-                 f'--data={experimental}'])
+    # The checkpoint of final_metrics.json (the last step), so that every number of the run's row is one model's.
+    cmds.append([py, '-m', 'difcon_jax.evaluate', f'--checkpoint={workdir}', '--weights=latest',
+                 '--set=experimental', f'--data={experimental}'])
   return cmds
 
 
 def collect(run: dict, root: str) -> dict:
-  """The run's metrics as {set/head: top-1}."""
+  """The run's metrics as {set/head: top-1}, all of one checkpoint: the equivariance and invariance numbers of
+  final_metrics.json and the experimental ones of evaluate --weights=latest (the same last step; a row whose
+  steps differ is refused)."""
   workdir = os.path.join(root, _safe(run['name']))
   row = {'model': run['name']}
   if run.get('hand'):
@@ -97,6 +100,9 @@ def collect(run: dict, root: str) -> dict:
   exp = os.path.join(workdir, 'eval_experimental', 'metrics.json')
   if os.path.exists(exp):
     m = json.load(open(exp))
+    if final and m.get('model_step') != final.get('step'):
+      raise ValueError(f'{run["name"]}: experimental metrics of step {m.get("model_step")}, the others of step '
+                       f'{final.get("step")}')
     for h in HEADS:
       row[f'experimental/{h}'] = m[f'{h}_top1']
   return row

@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from difcon_jax import grid
 from difcon_jax.augment import kernel
 from difcon_jax.augment import params
 from difcon_jax.augment import reference
 
-GRID = params.grid_config()
+GRID = grid.config()
 
 
 def _peaks(rng, batch, p, real):
@@ -70,7 +71,7 @@ def test_profile_matches_reference_including_edges_and_asymmetry():
 
 def test_far_series_is_the_closed_form():
   k, _ = kernel.window_bins(GRID)
-  w = kernel.bin_width(GRID)
+  w = grid.bin_width(GRID)
   coef = kernel._far_coefficients(k, w)
   o = np.arange(kernel._NEAR_BINS + 1, k + 1)
   for h in (0.005, 0.02, 0.05):

@@ -13,13 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from difcon_jax import grid
 from difcon_jax.augment import kernel
 from difcon_jax.augment import params
 from difcon_jax.augment import reference
 
 CFG = params.config('lab')
 GRID = CFG.grid
-X = (np.arange(GRID.num_bins) + 0.5) * kernel.bin_width(GRID)  # bin centres, degrees
+X = (np.arange(GRID.num_bins) + 0.5) * grid.bin_width(GRID)  # bin centres, degrees
 
 
 @functools.cache
@@ -128,7 +129,7 @@ def test_every_zone_of_a_lab_window_is_the_closed_form_to_1e8():
   """The masses of one unit-area peak, zone by zone (near: CDF; mid: midpoint rule and curvature; far: series),
   against the closed-form CDF in float64: the mid and far zones within 1e-8 of the area (the near zone's float32
   CDF differences within 1e-7)."""
-  w = kernel.bin_width(GRID)
+  w = grid.bin_width(GRID)
   for h in (0.005, 0.02, 0.05, 0.1, 0.2, 0.3):
     for eta in (0.0, 0.5, 1.0):
       for offset, masses in kernel.profile_masses(jnp.float32([h]), jnp.float32([h]), eta, GRID, CFG.profile):
@@ -141,7 +142,7 @@ def test_every_zone_of_a_lab_window_is_the_closed_form_to_1e8():
 
 def test_far_series_from_the_lab_core_is_the_closed_form():
   k, core = kernel.window_bins(GRID, CFG.profile)
-  w = kernel.bin_width(GRID)
+  w = grid.bin_width(GRID)
   coef = kernel._far_coefficients(k, w, core)
   o = np.arange(core + 1, k + 1)
   for h in (0.02, 0.1, 0.3):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from difcon_jax import cli
+from difcon_jax import grid as grid_lib
 from difcon_jax import train_checks
 from difcon_jax.augment import params as augment_params
 from difcon_jax.crystallography import diffraction
@@ -537,22 +538,23 @@ def test_resume_writes_each_step_once(tiny_workdir, tmp_path):
 # ------------------------------------------------------------------------------------------ unbounded work
 
 def test_work_after_reading_is_bounded_by_the_grid(tmp_path, monkeypatch):
-  from difcon_jax import evaluate
+  from difcon_jax import eval_sets
   from difcon_jax import inference
   from difcon_jax import predict
-  grid = augment_params.grid_config(2000, 0.0, 120.0)
-  seen = []
-  real = inference.to_grid
-  monkeypatch.setattr(inference, 'to_grid', lambda p, *a, **k: (seen.append(len(p.two_theta)), real(p, *a, **k))[1])
+  grid = grid_lib.config(2000, 0.0, 120.0)
+  seen = []  # points left after the coarsening inside inference.to_grid, which predict and evaluate both call
+  real = patterns.coarsen
+  monkeypatch.setattr(patterns, 'coarsen', lambda p, n: (lambda c: (seen.append(len(c.two_theta)), c)[1])(real(p, n)))
   rng = np.random.default_rng(17)
   tt = np.linspace(5, 115, 400_000)
   y = 10 + sum(rng.uniform(10, 1000) * np.exp(-(tt - c) ** 2 / 0.01) for c in rng.uniform(10, 110, 20))
   np.savetxt(tmp_path / 'fine.xy', np.stack([tt, y], 1), fmt='%.6f %.3f')
   values, _ = predict.prepare(str(tmp_path / 'fine.xy'), grid, 1.5418)
-  assert seen[-1] <= predict.MAX_POINTS_PER_BIN * 2000 and values.shape == (2000,)
+  assert seen[-1] <= inference.MAX_POINTS_PER_BIN * 2000 and values.shape == (2000,)
   np.savez(tmp_path / 'set.npz', two_theta=tt, intensity=y[None], space_group=np.array([14]))
-  evaluate._measured(types.SimpleNamespace(grid=grid), str(tmp_path / 'set.npz'), None, 8)
-  assert seen[-1] <= evaluate.MAX_POINTS_PER_BIN * 2000
+  seen.clear()
+  eval_sets.read_measured(str(tmp_path / 'set.npz'), None, grid, 1.5418)
+  assert seen and seen[-1] <= inference.MAX_POINTS_PER_BIN * 2000
   c = patterns.coarsen(patterns.from_arrays('f', tt, y), 1000)
   assert len(c.two_theta) <= 1000 and abs(c.intensity.mean() - y.mean()) < 1e-3 * y.mean()
   assert abs(c.two_theta[np.argmax(c.intensity)] - tt[np.argmax(y)]) < 0.5

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from difcon_jax.crystallography import spacegroups
+from difcon_jax.models import heads
 from difcon_jax.models import resnet1d
 
 
@@ -19,7 +20,7 @@ def test_head_shapes_and_aux():
   assert logits['crystal_system'].shape == (4, 7)
   assert logits['extinction_group'].shape == (4, 112)
   assert [h.shape[1] for h in logits['space_group']] == [2, 13, 59, 68, 25, 27, 36]
-  assert sum(resnet1d.HEAD_SIZES) == 230
+  assert sum(heads.HEAD_SIZES) == 230
   assert aux['embedding'].shape == (4, 16) and aux['projection'].shape == (4, 32)
 
 
@@ -27,18 +28,18 @@ def test_space_group_distribution_and_consistency():
   rng = np.random.default_rng(0)
   logits = {'crystal_system': jnp.asarray(rng.normal(size=(50, 7)) * 3),
             'extinction_group': jnp.zeros((50, 112)),
-            'space_group': tuple(jnp.asarray(rng.normal(size=(50, n)) * 3) for n in resnet1d.HEAD_SIZES)}
-  lp = resnet1d.space_group_log_probs(logits)
+            'space_group': tuple(jnp.asarray(rng.normal(size=(50, n)) * 3) for n in heads.HEAD_SIZES)}
+  lp = heads.space_group_log_probs(logits)
   np.testing.assert_allclose(np.asarray(jax.scipy.special.logsumexp(lp, -1)), 0.0, atol=1e-5)
-  pred = resnet1d.predict(logits)
+  pred = heads.predict(logits)
   for cs, sg in zip(np.asarray(pred['crystal_system']), np.asarray(pred['space_group'])):
     assert spacegroups.crystal_system_index(int(sg)) == cs
 
 
 def test_index_tables():
   for sg in (1, 2, 3, 15, 16, 75, 143, 168, 194, 195, 230):
-    cs = resnet1d.SG_SYSTEM[sg]
-    assert resnet1d.SYSTEM_GROUPS[cs][resnet1d.SG_INDEX_IN_SYSTEM[sg]] == sg
+    cs = heads.SG_SYSTEM[sg]
+    assert heads.SYSTEM_GROUPS[cs][heads.SG_INDEX_IN_SYSTEM[sg]] == sg
 
 
 def test_poolings_give_the_same_outputs_and_attention_sees_positions():

@@ -2,22 +2,27 @@ r"""A Figure-2-like picture: one structure's ideal pattern and augmented draws.
 
   python -m difcon_jax.augment --plot out.png [--cif FILE.cif] [--distribution train] [--draws 2] [--seed 0]
 
+The structure is --cif, else the first structure of the bundled sample (difcon_jax/data/sample); the README's
+picture of α-quartz is --cif=tests/data/structures/quartz.cif.
+
 With --distribution lab, one more panel per laboratory effect shows it alone (coloured) over the same pattern
 without it (grey): peak widths, the Kα doublet, displacement, preferred orientation, background and noise.
 """
-
-import os
 
 from absl import app
 from absl import flags
 import jax
 import numpy as np
 
-_PLOT = flags.DEFINE_string('plot', None, 'Output PNG.', required=True)
-_CIF = flags.DEFINE_string('cif', None, 'Structure (default: α-quartz from the test structures).')
-_DIST = flags.DEFINE_string('distribution', 'train', 'Distribution of the augmented draws.')
-_DRAWS = flags.DEFINE_integer('draws', 2, 'Augmented draws to show.')
-_SEED = flags.DEFINE_integer('seed', 0, 'PRNG seed.')
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string('plot', None, 'Output PNG.', required=True)
+  flags.DEFINE_string('cif', None, 'Structure (default: the first of the bundled sample).')
+  flags.DEFINE_string('distribution', 'train', 'Distribution of the augmented draws.')
+  flags.DEFINE_integer('draws', 2, 'Augmented draws to show.')
+  flags.DEFINE_integer('seed', 0, 'PRNG seed of the draws.')
 
 # (title, draw values, zoom: 'low' / 'high' angle peak or None for the whole pattern), each over the lab
 # baseline of kernel.LAB_EFFECTS_OFF with a lab instrument's width at low angle (W = 2e-3: 0.045°).
@@ -53,36 +58,37 @@ def main(argv):
   from difcon_jax.augment import kernel, params
   from difcon_jax.crystallography import diffraction, structure
 
-  path = _CIF.value or os.path.join(os.path.dirname(__file__), '..', '..', 'tests', 'data', 'structures',
-                                    'quartz.cif')
-  if _DIST.value not in params.DISTRIBUTIONS:
+  from difcon_jax import grid as grid_lib
+  from difcon_jax.data import corpus, sample
+  path = FLAGS.cif or corpus.find_cifs(sample.cif_dir())[0]
+  if FLAGS.distribution not in params.DISTRIBUTIONS:
     raise app.UsageError(f'--distribution: one of {", ".join(params.DISTRIBUTIONS)}')
   try:
     s, _ = structure.read_structure(path)
   except structure.StructureError as e:
     raise app.UsageError(str(e))
-  peaks = diffraction.peak_list(s, params.GRID_WAVELENGTH, 0.0, 120.0)
+  peaks = diffraction.peak_list(s, grid_lib.WAVELENGTH, grid_lib.TWO_THETA_MIN, grid_lib.TWO_THETA_MAX)
   tt, y = diffraction.merge_coincident(peaks)
   hkl = diffraction.merged_hkl(peaks)[None].astype(np.int16)
   cell = np.asarray(s.cell, np.float32)[None]
   tt, y = tt[None].astype(np.float32), (y / y.max())[None].astype(np.float32)
   ideal = kernel.make_augment_fn(params.config('ideal'))(jax.random.key(0), tt, y)[0]
-  aug_fn = kernel.make_augment_fn(params.config(_DIST.value))
-  keys = jax.random.split(jax.random.key(_SEED.value), _DRAWS.value)
-  x = (np.arange(ideal.shape[0]) + 0.5) * kernel.bin_width(params.grid_config())
-  lab = _DIST.value in params.LAB_DISTRIBUTIONS
-  rows = _DRAWS.value + 1 + (len(_LAB_EFFECTS) if lab else 0)
+  aug_fn = kernel.make_augment_fn(params.config(FLAGS.distribution))
+  keys = jax.random.split(jax.random.key(FLAGS.seed), FLAGS.draws)
+  x = grid_lib.bin_centres(grid_lib.config())
+  lab = FLAGS.distribution in params.LAB_DISTRIBUTIONS
+  rows = FLAGS.draws + 1 + (len(_LAB_EFFECTS) if lab else 0)
   fig, axes = plt.subplots(rows, 1, figsize=(11, 2.2 * rows))
   axes[0].plot(x, ideal, lw=0.7, color='tab:blue')
   axes[0].set_title(f'{s.formula} ({s.space_group}): ideal', fontsize=9, loc='left')
   for i, (ax, k) in enumerate(zip(axes[1:], keys)):
     ax.plot(x, aug_fn(k, tt, y, hkl, cell)[0], lw=0.7, color=('tab:red', 'tab:orange', 'tab:green')[i % 3])
-    ax.set_title(f'{_DIST.value} draw {i + 1}', fontsize=9, loc='left')
+    ax.set_title(f'{FLAGS.distribution} draw {i + 1}', fontsize=9, loc='left')
   if lab:
     patterns = _lab_effect_patterns(kernel, params, tt, y, hkl, cell)
     strongest = lambda lo, hi: tt[0][(tt[0] >= lo) & (tt[0] < hi)][np.argmax(y[0][(tt[0] >= lo) & (tt[0] < hi)])]
     zoom = {'low': strongest(15.0, 35.0), 'high': strongest(60.0, 90.0)}
-    for ax, (title, _, where), pattern in zip(axes[_DRAWS.value + 1:], _LAB_EFFECTS, patterns[1:]):
+    for ax, (title, _, where), pattern in zip(axes[FLAGS.draws + 1:], _LAB_EFFECTS, patterns[1:]):
       if where is None:  # the whole pattern, the baseline mirrored below
         ax.plot(x, -patterns[0], lw=0.7, color='0.6')
       else:
@@ -93,11 +99,12 @@ def main(argv):
       ax.plot(x, pattern, lw=0.8, color='tab:purple')
       ax.set_title(f'lab effect: {title} (grey: without it)', fontsize=9, loc='left')
   for ax in axes:
-    ax.set_xlabel('2θ (degrees, Cu Kα 1.5418 Å)', fontsize=8)
+    ax.set_xlabel(f'2θ (degrees, at {grid_lib.WAVELENGTH} Å)', fontsize=8)
   fig.tight_layout()
-  fig.savefig(_PLOT.value, dpi=130)
-  print(f'wrote {_PLOT.value}')
+  fig.savefig(FLAGS.plot, dpi=130)
+  print(f'wrote {FLAGS.plot}')
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

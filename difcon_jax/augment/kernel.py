@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from difcon_jax import grid as grid_lib
 from difcon_jax.augment import params as params_lib
 
 Draws = dict[str, jax.Array]
@@ -44,10 +45,6 @@ Draws = dict[str, jax.Array]
 _LN2 = math.log(2.0)
 _GAUSS_AREA = math.sqrt(math.pi / (4 * _LN2))  # ∫ exp(-4 ln2 u²) du, FWHM 1
 _LORENTZ_AREA = math.pi / 2  # ∫ 1 / (1 + 4u²) du, FWHM 1
-
-
-def bin_width(grid: ml_collections.ConfigDict) -> float:
-  return (grid.two_theta_max - grid.two_theta_min) / grid.num_bins
 
 
 def _limits(profile: ml_collections.ConfigDict | None) -> ml_collections.ConfigDict:
@@ -63,7 +60,7 @@ def window_bins(grid: ml_collections.ConfigDict, profile: ml_collections.ConfigD
   far series of the Lorentzian converges (2x/h > 5 at the widest peak).
   """
   p = _limits(profile)
-  w = bin_width(grid)
+  w = grid_lib.bin_width(grid)
   ceil = lambda x: int(math.ceil(round(x, 9)))  # 10 · 0.3 / 0.01 is 300, not 300.00000000000006
   k = ceil(p.lorentz_window_fwhm * p.fwhm_max / w)
   core = max(_NEAR_BINS, ceil(p.gauss_window_fwhm * p.fwhm_max / w - 0.5))
@@ -285,7 +282,7 @@ def add_impurities(two_theta, intensity, impurity_two_theta, impurity_intensity)
 
 def bin_positions(two_theta, grid):
   """Bin index (may fall outside [0, num_bins)) and bin-centre position of each peak."""
-  w = bin_width(grid)
+  w = grid_lib.bin_width(grid)
   # Multiply by 1/w rather than divide: XLA may turn the division into this anyway, and the reference must
   # put a peak that sits on a bin edge into the same bin.
   index = jnp.floor((two_theta - grid.two_theta_min) * jnp.float32(1 / w)).astype(jnp.int32)
@@ -314,7 +311,7 @@ def lab_fwhm(two_theta, U, V, W, size, strain, profile=None):
   lim = _limits(profile)
   theta = jnp.deg2rad(two_theta) / 2
   t = jnp.tan(theta)
-  size_broadening = jnp.rad2deg(params_lib.SCHERRER_K * params_lib.GRID_WAVELENGTH / (10.0 * size * jnp.cos(theta)))
+  size_broadening = jnp.rad2deg(params_lib.SCHERRER_K * grid_lib.WAVELENGTH / (10.0 * size * jnp.cos(theta)))
   strain_broadening = jnp.rad2deg(4.0 * strain * t)
   h2 = U * t * t + V * t + W + size_broadening ** 2 + strain_broadening ** 2
   return jnp.clip(jnp.sqrt(jnp.maximum(h2, 0.0)), lim.fwhm_min, lim.fwhm_max)
@@ -399,7 +396,7 @@ def profile_masses(h_left, h_right, eta, grid, profile=None):
     core < |o| <= k: the Lorentzian tail by its asymptotic series. Pieces rather than one array because XLA on
     the CPU does not fuse a concatenation into the elementwise work.
   """
-  w = bin_width(grid)
+  w = grid_lib.bin_width(grid)
   k, core = window_bins(grid, profile)
   near = _NEAR_BINS
   inv_area = 1 / (0.5 * (h_left + h_right) * ((1 - eta) * _GAUSS_AREA + eta * _LORENTZ_AREA))[:, None]
@@ -514,7 +511,7 @@ def measured_background(grid, level, chebyshev, hump_amplitude, hump_centre, hum
   non-negative while Σ|c_k| <= 1), an amorphous hump of height A_h, centre c and FWHM f degrees, and a low-angle
   rise of height A_l at 0° decaying over τ degrees.
   """
-  w = bin_width(grid)
+  w = grid_lib.bin_width(grid)
   x = grid.two_theta_min + (jnp.arange(grid.num_bins, dtype=jnp.float32) + 0.5) * w
   t = 2 * (x - grid.two_theta_min) / (grid.two_theta_max - grid.two_theta_min) - 1
   t_prev, t_k = jnp.ones_like(t), t
@@ -528,7 +525,7 @@ def measured_background(grid, level, chebyshev, hump_amplitude, hump_centre, hum
 
 def crop_pattern(pattern, low, high, grid):
   """Zeroes the bins whose centre is below `low` or above `high` degrees (the paper's cropping and padding)."""
-  centres = grid.two_theta_min + (jnp.arange(grid.num_bins) + 0.5) * bin_width(grid)
+  centres = grid.two_theta_min + (jnp.arange(grid.num_bins) + 0.5) * grid_lib.bin_width(grid)
   return jnp.where((centres >= low) & (centres <= high), pattern, 0.0)
 
 
@@ -618,6 +615,16 @@ def augment_batch(key: jax.Array, two_theta: jax.Array, intensity: jax.Array, cf
   """
   draws = sample_draws(key, cfg, two_theta.shape[0], two_theta.shape[1])
   return render_batch(two_theta, intensity, draws, cfg, mesh, hkl, cell)
+
+
+def augment_examples(key: jax.Array, index: jax.Array, two_theta: jax.Array, intensity: jax.Array,
+                     cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
+                     hkl: jax.Array | None = None, cell: jax.Array | None = None) -> jax.Array:
+  """Like augment_batch, but each example's draws come from fold_in(key, its dataset index [batch]): an example
+  looks the same whatever batch it is in and whatever the batch size (fixed evaluation sets, CNNstatic)."""
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
+  draws = jax.vmap(lambda k: sample_draws(k, cfg, 1, two_theta.shape[1]))(keys)
+  return render_batch(two_theta, intensity, jax.tree.map(lambda d: d[:, 0], draws), cfg, mesh, hkl, cell)
 
 
 def make_augment_fn(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None) -> Any:

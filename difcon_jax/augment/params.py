@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import ml_collections
 
-from difcon_jax.crystallography import wavelength as wavelength_lib
+from difcon_jax import grid as grid_lib
 
 DISTRIBUTIONS = ('train', 'invariance_test', 'ideal', 'lab')
 # Distributions rendered with the instrument and sample effects of kernel.render's lab branch.
 LAB_DISTRIBUTIONS = ('lab',)
 
-# The wavelength of the training grid (the corpus peak positions), Å.
-GRID_WAVELENGTH = wavelength_lib.CU_KA
 # Cu Kα1 and Kα2 emission lines, Å (Bearden 1967, Rev. Mod. Phys. 39, 78). The corpus positions are taken as
 # Kα1 positions; Kα2 is placed from the same d by Bragg's law (kernel.add_kalpha2).
 CU_KALPHA1 = 1.54056
@@ -41,11 +39,6 @@ CU_KALPHA2 = 1.54439
 SCHERRER_K = 0.9
 # Chebyshev background terms T_1..T_n beside the constant.
 CHEBYSHEV_TERMS = 4
-
-
-def grid_config(num_bins: int = 12000, two_theta_min: float = 0.0, two_theta_max: float = 120.0):
-  return ml_collections.ConfigDict(dict(num_bins=num_bins, two_theta_min=two_theta_min,
-                                        two_theta_max=two_theta_max))
 
 
 def distribution(name: str) -> ml_collections.ConfigDict:
@@ -154,11 +147,12 @@ def profile_limits(name: str) -> ml_collections.ConfigDict:
                                         gauss_window_fwhm=GAUSS_WINDOW_FWHM))
 
 
-def config(distribution_name: str = 'train', num_bins: int = 12000, two_theta_max: float = 120.0,
+def config(distribution_name: str = 'train', num_bins: int = grid_lib.NUM_BINS,
+           two_theta_max: float = grid_lib.TWO_THETA_MAX,
            max_impurities: int = 10, render_chunk: int | None = None) -> ml_collections.ConfigDict:
   """render_chunk: patterns rendered together by one vmapped call (None: 8 on a CPU, the whole batch on
   accelerators; see kernel.render_chunk)."""
-  c = ml_collections.ConfigDict(dict(grid=grid_config(num_bins, 0.0, two_theta_max),
+  c = ml_collections.ConfigDict(dict(grid=grid_lib.config(num_bins, grid_lib.TWO_THETA_MIN, two_theta_max),
                                      dist=distribution(distribution_name), max_impurities=max_impurities,
                                      profile=profile_limits(distribution_name),
                                      lab_effects=distribution_name in LAB_DISTRIBUTIONS))

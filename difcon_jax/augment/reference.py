@@ -16,6 +16,7 @@ import numpy as np
 from numpy.polynomial import chebyshev as np_chebyshev
 from scipy import special
 
+from difcon_jax import grid as grid_lib
 from difcon_jax.augment import kernel as kernel_lib
 from difcon_jax.augment import params as params_lib
 
@@ -67,7 +68,7 @@ def add_impurities(two_theta, intensity, impurity_two_theta, impurity_intensity)
 
 
 def bin_positions(two_theta, grid):
-  w = (grid.two_theta_max - grid.two_theta_min) / grid.num_bins
+  w = grid_lib.bin_width(grid)
   index = np.floor((two_theta - np.float32(grid.two_theta_min)) * np.float32(1 / w)).astype(np.int64)
   return index, grid.two_theta_min + (index + 0.5) * w
 
@@ -83,7 +84,7 @@ def lab_fwhm(two_theta, U, V, W, size, strain, profile=None):
   """Caglioti instrument FWHM with Scherrer and microstrain broadening in quadrature (see kernel.lab_fwhm)."""
   lim = _limits(profile)
   theta = np.deg2rad(two_theta) / 2
-  scherrer = np.rad2deg(params_lib.SCHERRER_K * params_lib.GRID_WAVELENGTH / (size * 10.0) / np.cos(theta))
+  scherrer = np.rad2deg(params_lib.SCHERRER_K * grid_lib.WAVELENGTH / (size * 10.0) / np.cos(theta))
   strain = np.rad2deg(4 * strain * np.tan(theta))
   h2 = U * np.tan(theta) ** 2 + V * np.tan(theta) + W + scherrer ** 2 + strain ** 2
   return np.clip(np.sqrt(np.maximum(h2, 0.0)), lim.fwhm_min, lim.fwhm_max)
@@ -106,7 +107,7 @@ def split_pseudo_voigt_cdf(x, h_left, h_right, eta):
 
 def render_profile(index, intensity, fwhm, eta, asymmetry, grid, profile=None):
   n = grid.num_bins
-  w = (grid.two_theta_max - grid.two_theta_min) / n
+  w = grid_lib.bin_width(grid)
   k, _ = kernel_lib.window_bins(grid, profile)
   h_left, h_right = side_widths(fwhm, asymmetry, profile)
   pattern = np.zeros(n)
@@ -132,8 +133,7 @@ def add_kalpha2(pattern, ratio, grid):
 
 
 def measured_background(grid, level, chebyshev, hump_amplitude, hump_centre, hump_fwhm, low_amplitude, low_decay):
-  n = grid.num_bins
-  x = grid.two_theta_min + (np.arange(n) + 0.5) * (grid.two_theta_max - grid.two_theta_min) / n
+  x = grid_lib.bin_centres(grid)
   t = 2 * (x - grid.two_theta_min) / (grid.two_theta_max - grid.two_theta_min) - 1
   poly = np_chebyshev.chebval(t, np.concatenate([[1.0], chebyshev]))
   hump = hump_amplitude * np.exp(-4 * _LN2 * ((x - hump_centre) / hump_fwhm) ** 2)
@@ -152,8 +152,7 @@ def add_background(pattern, white, dilation, amplitude, gauss, counting):
 
 
 def crop_pattern(pattern, low, high, grid):
-  w = (grid.two_theta_max - grid.two_theta_min) / grid.num_bins
-  centres = grid.two_theta_min + (np.arange(grid.num_bins) + 0.5) * w
+  centres = grid_lib.bin_centres(grid)
   return np.where((centres >= low) & (centres <= high), pattern, 0.0)
 
 

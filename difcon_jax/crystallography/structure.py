@@ -97,10 +97,6 @@ def _cif_blocks(path: str) -> list[gemmi.cif.Block]:
   return blocks
 
 
-def _cif_block(path: str) -> gemmi.cif.Block:
-  return _cif_blocks(path)[0]
-
-
 def cell_from_block(block: gemmi.cif.Block, path: str) -> tuple[float, ...]:
   """The six cell parameters as the CIF gives them, validated (gemmi replaces a missing or '?' one by a unit cube).
 

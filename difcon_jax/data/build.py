@@ -27,6 +27,7 @@ import numpy as np
 import tqdm
 
 from difcon_jax import cli
+from difcon_jax import grid as grid_lib
 from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure as structure_lib
@@ -212,8 +213,8 @@ def define_flags():
   flags.DEFINE_string('out', None, 'Output folder.')
   flags.DEFINE_integer('workers', None, 'Processes (default: all CPU cores).')
   flags.DEFINE_integer('max_peaks', 512, 'Peaks kept per structure (the strongest).')
-  flags.DEFINE_float('wavelength', 1.5418, 'Wavelength of the peak lists, Å.')
-  flags.DEFINE_float('two_theta_max', 120.0, 'Highest 2θ, degrees.')
+  flags.DEFINE_float('wavelength', grid_lib.WAVELENGTH, 'Wavelength of the peak lists, Å (the training wavelength).')
+  flags.DEFINE_float('two_theta_max', grid_lib.TWO_THETA_MAX, 'Highest 2θ, degrees.')
   flags.DEFINE_float('test_fraction', 0.1, 'Share of compounds in the test split.')
   flags.DEFINE_float('default_b', 0.0, 'Isotropic B (Å²) for sites without displacement parameters.')
   flags.DEFINE_enum('on_mismatch', 'skip', ['skip', 'keep'],

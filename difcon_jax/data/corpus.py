@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
+from difcon_jax import grid
 from difcon_jax.crystallography import spacegroups
 
 NAME = 'difcon_corpus'
@@ -25,8 +27,8 @@ SPLITS = ('train', 'test')
 class CorpusSpec:
   """What every record of a corpus shares."""
   max_peaks: int = 512
-  wavelength: float = 1.5418  # Å; the paper trains at Cu Kα 1.5418
-  two_theta_max: float = 120.0  # degrees
+  wavelength: float = grid.WAVELENGTH  # Å
+  two_theta_max: float = grid.TWO_THETA_MAX  # degrees
 
 
 def find_cifs(root: str) -> list[str]:
@@ -107,14 +109,25 @@ def dataset_dir(path: str) -> str:
   raise FileNotFoundError(f'{path}: no {NAME} dataset here (expected dataset_info.json)')
 
 
+def metadata(path: str) -> dict:
+  """What the build recorded about every record ({'wavelength', 'two_theta_max', 'max_peaks'}; {} for a corpus
+  without it). Raises FileNotFoundError when there is no corpus at path."""
+  meta = os.path.join(dataset_dir(path), 'metadata.json')
+  if not os.path.exists(meta):
+    return {}
+  with open(meta) as f:
+    return json.load(f)
+
+
 def data_sources(path: str) -> dict[str, object]:
   """Random-access sources per split (``source[i]`` is one record of numpy arrays)."""
   builder = tfds.builder_from_directory(dataset_dir(path))
   return {split: builder.as_data_source(split=split) for split in builder.info.splits}
 
 
-def load_arrays(path: str, split: str) -> dict[str, np.ndarray]:
-  """A whole split as stacked numpy arrays (for small corpora, tests and the HAND baseline)."""
+def load_arrays(path: str, split: str, fields=None) -> dict[str, np.ndarray]:
+  """A whole split as stacked numpy arrays, every field or those named (small corpora, the in-memory input
+  pipeline, tests and the HAND baseline)."""
   source = data_sources(path)[split]
   recs = [source[i] for i in range(len(source))]
-  return {k: np.stack([r[k] for r in recs]) for k in recs[0]} if recs else {}
+  return {k: np.stack([r[k] for r in recs]) for k in (fields or recs[0])} if recs else {}

@@ -43,8 +43,7 @@ class PeakBatches:
     first = source[0]
     fields = FIELDS + tuple(k for k in OPTIONAL_FIELDS if k in first)
     if in_memory:
-      recs = [source[i] for i in range(self.size)]
-      arrays = {k: np.stack([r[k] for r in recs]) for k in fields}
+      arrays = corpus.load_arrays(path, split, fields)
       read = lambda i: {k: v[i] for k, v in arrays.items()}
     else:
       read = lambda i: source[int(i)]  # one record read per example

@@ -4,9 +4,8 @@ Outputs (logits) and an aux dict (`embedding`, `projection`, `features`) so that
 self-supervised losses reach the intermediate features.
 
 Heads: crystal system (7), extinction group (K), and space group through one head per crystal system over that
-system's space groups (the paper's 7 + 1 heads). `space_group_log_probs` combines them into log p(sg) =
-log p(cs) + log p(sg | cs), so the space group that wins always belongs to the winning crystal system's head
-family, and `predict` picks the space group inside the predicted crystal system: consistent by construction.
+system's space groups (the paper's 7 + 1 heads). Their maths (log p(sg), top-1 labels, the ranking) is in
+`models/heads.py`.
 """
 
 from __future__ import annotations
@@ -14,17 +13,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-import numpy as np
 
 from difcon_jax.crystallography import spacegroups
-
-# Space groups of each crystal system, and for each space group (1-230) its index inside its system's head.
-SYSTEM_GROUPS = tuple(tuple(spacegroups.space_groups_of_system(i)) for i in range(7))
-HEAD_SIZES = tuple(len(g) for g in SYSTEM_GROUPS)
-SG_SYSTEM = np.array([0] + [spacegroups.crystal_system_index(n) for n in range(1, 231)], np.int32)
-SG_INDEX_IN_SYSTEM = np.array([0] + [n - SYSTEM_GROUPS[SG_SYSTEM[n]][0] for n in range(1, 231)], np.int32)
+from difcon_jax.models import heads
 
 
 def _norm(kind: str, train: bool, dtype) -> Any:
@@ -139,35 +131,9 @@ class DifconNet(nn.Module):
     logits = {
         'crystal_system': nn.Dense(7, name='crystal_system_head')(z),
         'extinction_group': nn.Dense(self.num_extinction_groups, name='extinction_group_head')(z),
-        'space_group': tuple(nn.Dense(n, name=f'space_group_head_{c}')(z) for c, n in enumerate(HEAD_SIZES)),
+        'space_group': tuple(nn.Dense(n, name=f'space_group_head_{c}')(z) for c, n in enumerate(heads.HEAD_SIZES)),
     }
     return logits, {'features': features, 'embedding': embedding, 'projection': h}
-
-
-def space_group_log_probs(logits: dict) -> jax.Array:
-  """[batch, 231] log p(sg) = log p(cs) + log p(sg | cs); column 0 (no space group) is -inf."""
-  cs = jax.nn.log_softmax(logits['crystal_system'], -1)
-  parts = [jnp.full(cs.shape[:1] + (1,), -jnp.inf, cs.dtype)]
-  for c, head in enumerate(logits['space_group']):
-    parts.append(cs[:, c:c + 1] + jax.nn.log_softmax(head, -1))
-  return jnp.concatenate(parts, -1)
-
-
-def space_group_conditional_log_probs(logits: dict, crystal_system: jax.Array) -> jax.Array:
-  """[batch, 231] log p(sg | cs = crystal_system), -inf outside that system (for the training loss)."""
-  parts = [jnp.full(crystal_system.shape + (1,), -jnp.inf)]
-  for c, head in enumerate(logits['space_group']):
-    lp = jax.nn.log_softmax(head, -1)
-    parts.append(jnp.where((crystal_system == c)[:, None], lp, -jnp.inf))
-  return jnp.concatenate(parts, -1)
-
-
-def predict(logits: dict) -> dict:
-  """Top-1 labels, the space group chosen inside the predicted crystal system."""
-  cs = jnp.argmax(logits['crystal_system'], -1)
-  cond = space_group_conditional_log_probs(logits, cs)
-  return {'crystal_system': cs, 'extinction_group': jnp.argmax(logits['extinction_group'], -1),
-          'space_group': jnp.argmax(cond, -1)}
 
 
 def from_config(config) -> DifconNet:

@@ -1,0 +1,64 @@
+"""Metrics of ranked predictions (pure functions of arrays): hits at k, accuracies, consistency, confusion.
+
+Every evaluation (the trainer's periodic one, evaluate, HAND) ranks its labels once, into [examples, k] arrays per
+head with the best first (the network through `models.heads.rank`), and computes every number here from those
+rankings; top-1 is the first column of the same list as top-5, so top-1 <= top-5 always. The array functions
+accept NumPy or JAX arrays (the training step calls them inside jit).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from difcon_jax.crystallography import spacegroups
+
+HEADS = ('crystal_system', 'extinction_group', 'space_group')
+TOP_K = (1, 5)
+
+
+def accuracy_names() -> list[str]:
+  """The keys of `accuracies`: '{head}_top{k}'."""
+  return [f'{h}_top{k}' for h in HEADS for k in TOP_K]
+
+
+def labels_of_space_groups(space_groups) -> dict[str, np.ndarray]:
+  """{head: [N] int} for ITA space-group numbers 1-230: the crystal system, extinction group and space group."""
+  sg = np.asarray(space_groups, np.int64).reshape(-1)
+  return {'crystal_system': np.array([spacegroups.crystal_system_index(int(s)) for s in sg], np.int64),
+          'extinction_group': np.array([spacegroups.extinction_group(int(s)) for s in sg], np.int64),
+          'space_group': sg}
+
+
+def hits_at_k(ranked, labels, k: int):
+  """[N] bool: the label is among the first k of the ranking. ranked: [N, K] labels, best first; labels: [N]."""
+  return (ranked[:, :k] == labels[:, None]).any(-1)
+
+
+def accuracies(ranked: dict, labels: dict, ks=TOP_K) -> dict[str, float]:
+  """{'{head}_top{k}': share of hits} for each head of `ranked` ({head: [N, K]}) and each k."""
+  return {f'{h}_top{k}': float(np.mean(np.asarray(hits_at_k(r, labels[h], k)))) for h, r in ranked.items()
+          for k in ks}
+
+
+def outside_rate(crystal_system, space_group) -> float:
+  """Share of examples whose space group [N] (1-230) does not belong to their crystal system [N] (0-6)."""
+  cs_of_sg = np.array([spacegroups.crystal_system_index(int(s)) for s in np.asarray(space_group)], np.int64)
+  return float(np.mean(cs_of_sg != np.asarray(crystal_system))) if len(cs_of_sg) else 0.0
+
+
+def confusion(truth, pred, classes: int = 7) -> np.ndarray:
+  """[classes, classes] counts, rows the true class and columns the predicted one."""
+  m = np.zeros((classes, classes), np.int64)
+  np.add.at(m, (np.asarray(truth), np.asarray(pred)), 1)
+  return m
+
+
+def summary(ranked: dict, labels: dict) -> dict:
+  """All metrics of a set: top-1/top-5 per head, the share of top space groups outside the top crystal system
+  (the consistency of the predictions), the crystal-system confusion and the number of examples."""
+  out = accuracies(ranked, labels)
+  out['space_group_outside_predicted_crystal_system'] = outside_rate(ranked['crystal_system'][:, 0],
+                                                                     ranked['space_group'][:, 0])
+  out['crystal_system_confusion'] = confusion(labels['crystal_system'], ranked['crystal_system'][:, 0]).tolist()
+  out['examples'] = int(len(labels['crystal_system']))
+  return out
