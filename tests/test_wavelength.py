@@ -35,3 +35,27 @@ def test_anodes():
   assert wl.anode_wavelength('Mo') == pytest.approx(0.7107)
   with pytest.raises(ValueError, match='unknown anode'):
     wl.anode_wavelength('Xx')
+
+
+def test_predict_wavelength_flag_is_the_measurement_wavelength(tmp_path):
+  """predict --wavelength: a Mo Kα scan whose file states no wavelength, or the wrong one, is predicted exactly as
+  the same scan whose header says 0.7107 Å (the flag comes before the file's header), without a warning."""
+  import csv
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  example = os.path.join(root, 'examples', 'quartz_mo.xy')  # header: 'wavelength 0.7107 A'
+  data = [l for l in open(example).read().splitlines() if not l.startswith('#')]
+  (tmp_path / 'bare.xy').write_text('\n'.join(data) + '\n')
+  (tmp_path / 'wrong.xy').write_text('# wavelength 1.5418\n' + '\n'.join(data) + '\n')
+  out = tmp_path / 'p.csv'
+  run = subprocess.run([sys.executable, '-m', 'difcon_jax.predict', '--wavelength=0.7107', '--output', str(out),
+                        '--input', example, str(tmp_path / 'bare.xy'), str(tmp_path / 'wrong.xy')],
+                       capture_output=True, text=True, cwd=root)
+  assert run.returncode == 0, run.stderr[-2000:]
+  rows = {os.path.basename(r['file']): r for r in csv.DictReader(open(out))}
+  ranked = lambda r: {k: v for k, v in r.items() if k not in ('file', 'warning')}
+  assert ranked(rows['bare.xy']) == ranked(rows['quartz_mo.xy']) == ranked(rows['wrong.xy'])
+  # (Without the flag the bare file would be read as Cu Kα with a 'no wavelength' warning.)
+  assert not any(r['warning'] for r in rows.values()), [r['warning'] for r in rows.values()]
