@@ -1,12 +1,14 @@
 r"""The CPU recipe: a small DIFCON that learns symmetry on a 2-core CPU in about two hours.
 
-  python -m difcon_jax.data.build --synthetic 200000 --prior realistic --seed 0 --out runs/realistic_200k
+  python -m difcon_jax.data.build --synthetic 100000 --prior realistic --seed 0 --out runs/realistic_100k
   python -m difcon_jax.train --config=configs/cpu.py --workdir=runs/cpu
 
-Trains on the realistic synthetic corpus with the paper's augmentation and Barlow Twins head. The network's
-pattern features go through attention over the downsampled positions (`pooling='attention'`): the measured
-comparison with global average pooling and with flattened positions is in docs/results.md. The shipped model
-(difcon_jax/pretrained/default, docs/model_card.md) was trained with this config.
+Trains on the realistic synthetic corpus with the laboratory augmentation (`lab`) and the Barlow Twins head. The
+network's last positions are flattened into the embedding (`pooling='flatten'`, after a 1x1 convolution to 8
+channels): at equal CPU time on 90,043 training structures it beat global average pooling at every evaluation
+(held-out crystal system 0.545 against 0.487 at step 5,000) and attention pooling was 3.4x slower per example on
+this CPU (docs/results.md). The shipped model (difcon_jax/pretrained/default, docs/model_card.md) was trained with
+this config: 8,000 steps of 64, 512,000 examples, 1 h 40 min with one of the two cores.
 """
 
 from difcon_jax import config_base
@@ -14,9 +16,10 @@ from difcon_jax import config_base
 
 def get_config():
   c = config_base.paper_config()
-  c.corpus = 'runs/realistic_200k'
+  c.corpus = 'runs/realistic_100k'
+  c.augmentation = 'lab'
   c.batch_size = 64
-  c.steps = 40_000
+  c.steps = 8_000
   c.log_every = 100
   c.eval_every = 1000
   c.eval_batch_size = 256
@@ -25,7 +28,7 @@ def get_config():
   c.keep_checkpoints = 2
   c.best_metric = 'equivariance/crystal_system_top1'
   c.model.update(dict(stage_sizes=(1, 1, 1), width=16, stem_stride=8, embedding_dim=128, projector_dims=(256, 256),
-                      bf16=False, pooling='attention', attention_layers=2, attention_heads=4))
+                      bf16=False, pooling='flatten', flatten_channels=8))
   c.optimizer.update(dict(name='adamw', learning_rate=2e-3, warmup_steps=500, final_lr_fraction=0.02,
                           weight_decay=1e-4))
   return c
