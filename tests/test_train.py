@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -77,31 +78,47 @@ def test_a_kill_during_saving_loses_no_saved_checkpoint(tiny, tmp_path):
 
 
 def test_static_augmentation_is_fixed_per_example(tiny):
-  import jax.numpy as jnp
+  """CNNstatic: an example's views depend on its dataset index only, not on the step's key, its place in the batch
+  or its neighbours; the same peaks under another index get another augmentation."""
   from difcon_jax.augment import params as augment_params
   config = train_helpers.tiny_config(tiny)
   config.static_augmentation = True
   aug = augment_params.config('train', config.num_bins)
-  batch = {'index': jnp.arange(3), 'two_theta': jnp.full((3, 4), 30.0), 'intensity': jnp.ones((3, 4))}
-  a = train.augment_views(config, batch, jax.random.key(1), aug)
-  b = train.augment_views(config, batch, jax.random.key(2), aug)
-  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  rng = np.random.default_rng(0)
+  tt = np.sort(rng.uniform(10, 110, (3, 6)), axis=1).astype(np.float32)
+  y = rng.uniform(0.1, 1, (3, 6)).astype(np.float32)
+  views = lambda index, rows, key: np.asarray(train.augment_views(
+      config, {'index': jnp.array(index), 'two_theta': tt[rows], 'intensity': y[rows]}, jax.random.key(key), aug))
+  a = views([4, 9, 17], [0, 1, 2], 1)
+  np.testing.assert_array_equal(a[0], a[1])  # both views are the example's one fixed augmentation
+  # Another step's key, another order, another neighbour: each example's pattern is unchanged.
+  b = views([17, 4, 30], [2, 0, 1], 2)
+  np.testing.assert_allclose(b[:, :2], a[:, [2, 0]], atol=1e-6)
+  # The same peaks under two other indices: two different patterns.
+  c = views([5, 6], [0, 0], 1)
+  assert np.abs(c[0, 0] - c[0, 1]).max() > 0.05 and np.abs(c[0, 0] - a[0, 0]).max() > 0.05
 
 
 def test_eight_devices_match_one(tiny, tmp_path):
-  outs = {}
-  for n in (1, 8):
-    env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}', JAX_PLATFORMS='cpu')
-    out = tmp_path / f'p{n}.npz'
-    run = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), 'train_helpers.py'), tiny,
-                          str(out)], env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-2000:]
-    outs[n] = np.load(out)
-  assert int(outs[8]['devices']) == 8 and int(outs[1]['devices']) == 1
-  keys = [k for k in outs[1].files if k != 'devices']
-  assert keys
+  """Two LARS steps at learning rate 1 (train_helpers.data_parallel_params) with the global batch split over 8 CPU
+  devices give the parameters and BatchNorm statistics of the same steps on one device: the gradients and the
+  batch statistics are reduced over the whole batch. An un-reduced gradient (each device stepping on its own
+  share of the batch) moves every bias and norm parameter by lr·g of one example instead of lr times the batch
+  mean: differences of order 1e-2, hundreds of times the tolerance, which the step size check below guarantees
+  is not hidden by a zero learning rate (the earlier version of this test compared after a step at lr 0)."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
+  out = tmp_path / 'p.npz'
+  run = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), 'train_helpers.py'), tiny,
+                        str(out), '1', '8'], env=env, capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr[-2000:]
+  got = np.load(out)
+  assert int(got['devices']) == 8
+  keys = [k[2:] for k in got.files if k.startswith('1/') and not k.startswith('1/init/')]
+  assert any('batch_stats' in k for k in keys) and any('bias' in k for k in keys)
+  moved = max(np.abs(got['1/' + k] - got['1/init/' + k]).max() for k in keys)
+  assert moved > 1e-2, moved  # the steps did change the parameters (a zero learning rate would not)
   for k in keys:
-    np.testing.assert_allclose(outs[8][k], outs[1][k], rtol=2e-4, atol=2e-5, err_msg=k)
+    np.testing.assert_allclose(got['8/' + k], got['1/' + k], rtol=2e-4, atol=2e-5, err_msg=k)
 
 
 def test_two_processes_match_one(tiny, tmp_path):
@@ -135,3 +152,120 @@ def test_two_processes_match_one(tiny, tmp_path):
       np.testing.assert_allclose(got[k], ref[k], rtol=2e-4, atol=2e-5, err_msg=k)
   assert (tmp_path / 'two' / 'checkpoints' / '2').is_dir()
   assert json.load(open(tmp_path / 'two' / 'final_metrics.json'))['step'] == 2
+
+
+# ------------------------------------------------------------------------ paths that config fields choose
+
+def test_lars_leaves_biases_and_norms_out_of_decay_and_trust_ratio():
+  """LARS (the paper config's optimiser): kernels get weight decay and the trust ratio; biases and norm scales get
+  neither, so their first step is plain SGD: -lr·g. Hand values with lr 0.1 (no warmup), decay 0.5, g = 0.1, w = 2:
+  kernel: g' = g + 0.5 w = 1.1, trust = 0.001 ||w|| / ||g'|| = 0.001 · 2 / 1.1, step = -0.1 · trust · g' = -2e-4;
+  bias and scale: -0.1 · 0.1 = -0.01."""
+  config = train_helpers.tiny_config('unused')
+  config.optimizer.update(dict(name='lars', learning_rate=0.1, warmup_steps=0, weight_decay=0.5, clip_norm=1e9))
+  tx = train.create_optimizer(config)
+  params = {'Conv_0': {'kernel': jnp.full((3, 2, 4), 2.0)}, 'Dense_0': {'kernel': jnp.full((4, 3), 2.0),
+                                                                        'bias': jnp.full((3,), 2.0)},
+            'BatchNorm_0': {'scale': jnp.full((4,), 2.0), 'bias': jnp.full((4,), 2.0)}}
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.1), params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  updates = jax.device_get(updates)
+  for kernel in (updates['Conv_0']['kernel'], updates['Dense_0']['kernel']):
+    np.testing.assert_allclose(kernel, -2e-4, rtol=1e-5)
+  for plain in (updates['Dense_0']['bias'], updates['BatchNorm_0']['scale'], updates['BatchNorm_0']['bias']):
+    np.testing.assert_allclose(plain, -0.01, rtol=1e-5)
+
+
+def test_best_checkpoint_is_the_best_evaluation_and_inference_loads_its_ema_weights(tmp_path):
+  """The trainer's checkpoint managers keep the evaluation with the highest best_metric under best/ and every save
+  under checkpoints/; inference loads best/ by default (latest on request), and the EMA weights when there are."""
+  import orbax.checkpoint as ocp
+  from difcon_jax import inference
+  config = train_helpers.tiny_config('unused')
+  latest, best = train._checkpoint_managers(str(tmp_path), config)  # pylint: disable=protected-access
+  others = {k: 0.5 for k in ('equivariance/crystal_system_top1', 'invariance/space_group_top1')}
+  for step, score in ((1, 0.2), (2, 0.7), (3, 0.4)):
+    state = {'step': np.int32(step), 'params': {'w': np.full(3, float(step))},
+             'ema_params': {'w': np.full(3, 10.0 * step)}, 'batch_stats': {'m': np.zeros(2)}}
+    best.save(step, args=ocp.args.StandardSave(state), metrics={config.best_metric: score, **others})
+    latest.save(step, args=ocp.args.StandardSave(state))
+  best.wait_until_finished()
+  latest.wait_until_finished()
+  variables, step = inference._restore_workdir(str(tmp_path), 'best')  # pylint: disable=protected-access
+  assert step == 2
+  np.testing.assert_array_equal(variables['params']['w'], [20.0, 20.0, 20.0])  # the EMA weights of step 2
+  variables, step = inference._restore_workdir(str(tmp_path), 'latest')  # pylint: disable=protected-access
+  assert step == 3 and variables['params']['w'][0] == 30.0
+
+
+def _small_config(tiny, **model):
+  config = train_helpers.tiny_config(tiny)
+  config.model.update(dict(pooling='mean', **model))
+  return config
+
+
+def test_group_norm_normalises_each_pattern_alone(tiny):
+  """norm='group': the backbone's features of a pattern do not depend on the rest of the batch, even in training
+  (BatchNorm's do: the control), and the backbone keeps no batch statistics."""
+  x = np.random.default_rng(0).uniform(0, 1, (3, 2000)).astype(np.float32)
+  features = {}
+  for norm in ('group', 'batch'):
+    model = train.create_model(_small_config(tiny, norm=norm))
+    variables = model.init(jax.random.key(1), x[:2])
+    run = lambda rows: model.apply(variables, x[rows], train=True, mutable=['batch_stats'])[0][1]['features'][0]
+    features[norm] = np.asarray(run([0, 1])), np.asarray(run([0, 2]))
+    if norm == 'group':
+      assert 'GroupNorm_0' in variables['params'] and 'BatchNorm_0' not in variables['params']
+      assert set(variables['batch_stats']) == {'projector_norm_0'}  # only the projector's BatchNorm
+  np.testing.assert_allclose(*features['group'], rtol=1e-5, atol=1e-6)
+  assert np.abs(features['batch'][0] - features['batch'][1]).max() > 1e-3
+
+
+def test_bf16_computes_in_bfloat16_and_returns_float32(tiny):
+  """model.bf16: the same float32 parameters, the convolutions in bfloat16 (outputs close to float32's but not
+  equal), logits and embeddings back in float32."""
+  x = jax.random.uniform(jax.random.key(0), (2, 2000))
+  f32, b16 = (train.create_model(_small_config(tiny, bf16=b)) for b in (False, True))
+  variables = f32.init(jax.random.key(1), x)
+  assert jax.tree.map(lambda v: v.dtype, b16.init(jax.random.key(1), x)) == jax.tree.map(lambda v: v.dtype, variables)
+  (a, aux_a), (b, aux_b) = f32.apply(variables, x), b16.apply(variables, x)
+  assert b['crystal_system'].dtype == jnp.float32 and aux_b['embedding'].dtype == jnp.float32
+  diff = np.abs(np.asarray(aux_a['features']) - np.asarray(aux_b['features'])).max()
+  scale = np.abs(np.asarray(aux_a['features'])).max()
+  assert 0 < diff < 0.05 * scale, (diff, scale)
+
+
+def test_ema_step_averages_the_new_parameters(tiny):
+  """ema_decay: after a step, ema = decay · ema + (1 - decay) · new parameters (the initial EMA is the initial
+  parameters); the evaluation and inference read the EMA (see the checkpoint test above)."""
+  import functools
+  from difcon_jax.augment import params as augment_params
+  from difcon_jax.data import input_pipeline
+  config = _small_config(tiny)
+  config.ema_decay = 0.75
+  config.optimizer.warmup_steps = 0
+  model, tx = train.create_model(config), train.create_optimizer(config)
+  state = train.init_state(config, model, tx, jnp.zeros((1, config.num_bins)))
+  aug = augment_params.config(config.augmentation, config.num_bins, config.two_theta_max)
+  batch = input_pipeline.PeakBatches(config.corpus, 'train', config.batch_size, config.seed).batch(0)
+  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, config=config, aug_cfg=aug))
+  new, metrics = step(state, batch)
+  assert np.isfinite(float(metrics['loss']))
+  moved = []
+  for init, p, ema in zip(*(jax.tree.leaves(t) for t in (state.params, new.params, new.ema_params))):
+    np.testing.assert_allclose(ema, 0.75 * np.asarray(init) + 0.25 * np.asarray(p), rtol=1e-6, atol=1e-7)
+    moved.append(np.abs(np.asarray(p) - np.asarray(init)).max())
+  assert max(moved) > 1e-3  # the step did move the parameters
+
+
+def test_a_nan_loss_stops_the_run_at_that_step(tiny, tmp_path, monkeypatch):
+  """The first non-finite loss stops training with an error that names the step, before anything is saved."""
+  from difcon_jax import losses
+  real = losses.classification_losses
+  monkeypatch.setattr(losses, 'classification_losses',
+                      lambda logits, labels: {k: v * jnp.nan for k, v in real(logits, labels).items()})
+  config = _small_config(tiny)
+  config.checkpoint_every = 1
+  with pytest.raises(FloatingPointError, match='loss is nan at step 1'):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not list((tmp_path / 'checkpoints').glob('[0-9]*'))

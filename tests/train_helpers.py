@@ -1,4 +1,4 @@
-"""A tiny corpus and config for training tests, and a one-step run used by the multi-device test."""
+"""A tiny corpus and config for training tests, and the short run that the multi-device test repeats."""
 
 import os
 import shutil
@@ -41,8 +41,16 @@ def tiny_config(corpus_path: str, steps: int = 2):
   return c
 
 
-def one_step_params(corpus_path: str) -> dict:
-  """Parameters after one training step on the first global batch, flattened to {path: array}."""
+def data_parallel_params(corpus_path: str, devices: int, steps: int = 2) -> dict:
+  """Parameters and BatchNorm statistics after `steps` training steps on the first global batches, with the batch
+  split over the first `devices` devices, flattened to {path: array}; the initial ones under 'init/' + path.
+
+  The paper's optimiser, LARS, at learning rate 1 from the first step (no warmup): biases and norm parameters move
+  by -lr·g, so the result depends on the gradients of the whole global batch, all-reduced across the devices.
+  (AdamW would not do here: it scales the rounding noise of gradients that vanish, e.g. of a bias in front of a
+  BatchNorm, up to full-size steps, which then differ with the reduction order.) Mean pooling: the pooling has no
+  part in the data parallelism and compiles much faster than attention.
+  """
   import jax
   import jax.numpy as jnp
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -50,19 +58,22 @@ def one_step_params(corpus_path: str) -> dict:
   from difcon_jax.augment import params as augment_params
   from difcon_jax.data import input_pipeline
   import functools
-  config = tiny_config(corpus_path)
+  config = tiny_config(corpus_path, steps=steps)
+  config.model.pooling = 'mean'
+  config.optimizer.update(dict(name='lars', learning_rate=1.0, warmup_steps=0))
   data = input_pipeline.PeakBatches(config.corpus, 'train', config.batch_size, config.seed)
-  mesh = Mesh(np.array(jax.devices()), ('data',))
+  mesh = Mesh(np.array(jax.devices()[:devices]), ('data',))
   rep, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   model, tx = train.create_model(config), train.create_optimizer(config)
   state = jax.device_put(train.init_state(config, model, tx, jnp.zeros((1, config.num_bins))), rep)
   aug_cfg = augment_params.config(config.augmentation, config.num_bins, config.two_theta_max)
   step = functools.partial(train.train_step, model=model, tx=tx, config=config, aug_cfg=aug_cfg, mesh=mesh)
   step = jax.jit(step, in_shardings=(rep, shard), out_shardings=(rep, rep))
-  batch = {k: jax.device_put(v, shard) for k, v in data.batch(0).items()}
-  state, _ = step(state, batch)
-  flat = jax.tree_util.tree_flatten_with_path({'params': state.params, 'batch_stats': state.batch_stats})[0]
-  return {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat}
+  flat = lambda s: jax.tree_util.tree_flatten_with_path({'params': s.params, 'batch_stats': s.batch_stats})[0]
+  out = {'init/' + jax.tree_util.keystr(k): np.asarray(v) for k, v in flat(state)}
+  for s in range(steps):
+    state, _ = step(state, {k: jax.device_put(v, shard) for k, v in data.batch(s).items()})
+  return out | {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat(state)}
 
 
 if __name__ == '__main__':
@@ -88,7 +99,11 @@ if __name__ == '__main__':
     config.keep_checkpoints = 1000
     train.train_and_evaluate(config, sys.argv[3])
   else:
-    # python tests/train_helpers.py CORPUS OUT.npz  (XLA_FLAGS chooses the number of CPU devices)
+    # python tests/train_helpers.py CORPUS OUT.npz N [N ...]: data_parallel_params on the first N devices for each N,
+    # saved under 'N/' + path (XLA_FLAGS=--xla_force_host_platform_device_count gives the process its devices).
     import jax
-    params = one_step_params(sys.argv[1])
-    np.savez(sys.argv[2], devices=jax.device_count(), **params)
+    runs = {}
+    for n in map(int, sys.argv[3:]):
+      assert n <= jax.device_count(), (n, jax.device_count())
+      runs |= {f'{n}/{k}': v for k, v in data_parallel_params(sys.argv[1], n).items()}
+    np.savez(sys.argv[2], devices=jax.device_count(), **runs)
