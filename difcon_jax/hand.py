@@ -36,7 +36,10 @@ def define_flags():
   flags.DEFINE_string('experimental', None, 'Measured patterns (.npz like rruff_dev.npz) to evaluate on.')
   flags.DEFINE_string('out', None, 'Folder for metrics.json (default: print only).')
   flags.DEFINE_float('min_intensity', 0.01, 'Peaks weaker than this share of the strongest are ignored.')
-  flags.DEFINE_integer('trees', 300, 'Trees per classifier.')
+  flags.DEFINE_integer('trees', 300, 'Trees per classifier.', lower_bound=1)
+  flags.DEFINE_integer('min_samples_leaf', 1, 'Fewest training examples per leaf. Each node of the space-group '
+                       'trees stores 230 class weights, so fully grown trees on a large corpus need tens of GB '
+                       '(100 trees on 90,000 structures: more than 19 GB); a larger leaf bounds that.', lower_bound=1)
   flags.DEFINE_integer('seed', 0, 'Seed of the trees.')
   flags.DEFINE_integer('eval_seed', config_base.paper_config().eval_seed,
                        'Seed of the invariance set\'s draws (the trainer\'s config.eval_seed).')
@@ -63,9 +66,10 @@ def picked_peaks(pattern: np.ndarray, grid, prominence: float = 0.02):
 class Hand:
   """Three ExtraTrees classifiers."""
 
-  def __init__(self, trees: int = 300, seed: int = 0):
+  def __init__(self, trees: int = 300, seed: int = 0, min_samples_leaf: int = 1):
     from sklearn.ensemble import ExtraTreesClassifier  # pylint: disable=g-import-not-at-top
-    self.models = {h: ExtraTreesClassifier(n_estimators=trees, random_state=seed, n_jobs=-1) for h in HEADS}
+    self.models = {h: ExtraTreesClassifier(n_estimators=trees, random_state=seed, n_jobs=-1,
+                                            min_samples_leaf=min_samples_leaf) for h in HEADS}
 
   def fit(self, x, labels):
     for h in HEADS:
@@ -87,10 +91,10 @@ def evaluate(model: Hand, x, labels) -> dict:
 
 
 def run(corpus: str, experimental: str | None = None, min_intensity: float = 0.01, trees: int = 300,
-        seed: int = 0, eval_seed: int = config_base.paper_config().eval_seed) -> dict:
+        seed: int = 0, eval_seed: int = config_base.paper_config().eval_seed, min_samples_leaf: int = 1) -> dict:
   train = corpus_lib.load_arrays(corpus, 'train')
   test = corpus_lib.load_arrays(corpus, 'test')
-  model = Hand(trees, seed).fit(features(train['two_theta'], train['intensity'], min_intensity),
+  model = Hand(trees, seed, min_samples_leaf).fit(features(train['two_theta'], train['intensity'], min_intensity),
                                 {h: train[h] for h in HEADS})
   labels = {h: test[h] for h in HEADS}
   results = {'equivariance': evaluate(model, features(test['two_theta'], test['intensity'], min_intensity), labels)}
@@ -117,7 +121,8 @@ def main(argv):
   del argv
   if not FLAGS.corpus:
     raise app.UsageError('--corpus is required')
-  results = run(FLAGS.corpus, FLAGS.experimental, FLAGS.min_intensity, FLAGS.trees, FLAGS.seed, FLAGS.eval_seed)
+  results = run(FLAGS.corpus, FLAGS.experimental, FLAGS.min_intensity, FLAGS.trees, FLAGS.seed, FLAGS.eval_seed,
+                FLAGS.min_samples_leaf)
   for name, m in results.items():
     print(f"HAND {name} ({m['examples']}): " + '  '.join(f"{h} {m[f'{h}_top1']:.3f}" for h in HEADS) +
           f"  SG outside predicted CS {m['space_group_outside_predicted_crystal_system']:.3f}")
