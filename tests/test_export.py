@@ -30,8 +30,8 @@ def test_a_folder_without_a_model_is_refused(tmp_path):
 
 def test_the_bundled_model_is_the_default_and_predicts():
   model = inference.Model()  # no path: difcon_jax/pretrained/default
-  assert model.source.startswith('bundled model difcon-cpu-v0')
-  assert json.load(open(os.path.join(inference.BUNDLED_MODEL, 'model.json')))['step'] == model.step
+  info = json.load(open(os.path.join(inference.BUNDLED_MODEL, 'model.json')))
+  assert model.source == f"bundled model {info['name']} (step {info['step']})" and info['step'] == model.step
   x = np.zeros((2, model.config.num_bins), np.float32)
   x[:, 3000:3010] = 1.0
   logits, aux = model(x)
