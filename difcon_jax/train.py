@@ -212,9 +212,11 @@ class Throughput:
     else:
       self.examples += self.batch_size
 
-  def rate(self) -> float:
+  def rate(self, state) -> float:
+    """Examples per second up to `state` (waits for its step to finish: steps are dispatched asynchronously)."""
     if not self.examples:
       return float('nan')
+    jax.block_until_ready(state.step)
     return self.examples / max(time.time() - self.start, 1e-9)
 
   def reset(self) -> None:
@@ -328,7 +330,7 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
     done = step_now + 1
     throughput.step_done(state)
     if done % config.log_every == 0 or done == config.steps:
-      rate = throughput.rate()
+      rate = throughput.rate(state)
       if aug_share is None and rate == rate:
         aug_share = augmentation_share(config, aug_cfg, local, rate)
       log_train_metrics(writer, config, done, metrics_now, rate, aug_share, latest.latest_step())
