@@ -24,6 +24,7 @@ def paper_config() -> ml_collections.ConfigDict:
   c.two_theta_max = grid.TWO_THETA_MAX
   c.augmentation = 'train'  # train, invariance_test or ideal
   c.static_augmentation = False  # CNNstatic: one fixed draw per example instead of a new one per step
+  c.views = 0  # augmented views per example and step; 0: what the loss needs (2 with a contrastive loss, else 1)
   c.batch_size = 1024
   c.steps = 200_000
   c.log_every = 200

@@ -92,7 +92,13 @@ def init_state(config, model, tx, sample_x) -> TrainState:
 # --------------------------------------------------------------------------------------------------- step
 
 def num_views(config) -> int:
-  """Views per example and step: two for the contrastive loss, else one (CNNaug, CNNstatic)."""
+  """Views per example and step: config.views, else two for the contrastive loss and one without (CNNaug,
+  CNNstatic). An ablation sets views=2 for every model so that all see the same patterns per step and cost the
+  same; the classification loss is the mean over the views."""
+  if config.get('views', 0):
+    if config.loss.ssl_weight > 0 and config.views < 2:
+      raise ValueError(f'views={config.views}: the contrastive loss needs two views')
+    return int(config.views)
   return 2 if config.loss.ssl_weight > 0 else 1
 
 

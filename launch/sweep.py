@@ -1,14 +1,21 @@
 r"""Local sweep runner: expands a sweep file into runs, runs them (N at a time), collects one table.
 
   python launch/sweep.py --sweep=configs/sweeps/paper_ablation.py --root=runs/ablation [--parallel=1]
-      [--experimental=PATTERNS.npz] [--dry_run] [--set=key=value ...]
+      [--experimental=PATTERNS.npz] [--dry_run] [--set=key=value ...] [--rerun]
+      [--results_csv=docs/results.csv --results_md=docs/results.md]
 
 A sweep file defines get_sweep() -> list of runs; each run is a dict with 'name' and either 'config' (a config
 file for difcon_jax.train) plus optional 'overrides' ({'loss.ssl_weight': 0.01, ...}), or 'hand': True (the HAND
-baseline on 'corpus'). `grid(base, **axes)` expands the product of override values into runs.
+baseline on 'corpus', with optional 'hand_flags'). Runs that share a 'model' (e.g. the seeds of one network) are
+one row of the table, averaged, with their spread. `grid(base, **axes)` expands the product of override values
+into runs. The file may define PAPER = {model: {column: value}}: published numbers shown under each model.
+
 Each training run is evaluated on the equivariance and invariance sets (in training) and, with --experimental,
-on measured patterns. The results go to ROOT/results.csv and ROOT/results.md: the paper's table of
-equivariance / invariance / experimental accuracy per model.
+on measured patterns. A run whose results are all there is kept (--rerun runs it again), so the command can be
+repeated after an interruption and only what is missing runs. The sweep writes ROOT/NAME.log and
+ROOT/NAME.timing.json (wall and CPU seconds of each command) per run, ROOT/runs.csv (one row per run),
+ROOT/results.csv (one row per model: equivariance / invariance / experimental top-1, experimental top-5, steps,
+examples and patterns seen, CPU and wall minutes of training, spreads) and ROOT/results.md.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -44,12 +52,16 @@ def grid(base: dict, **axes) -> list[dict]:
   return runs
 
 
-def load_sweep(path: str) -> list[dict]:
+def load_module(path: str):
   spec = importlib.util.spec_from_file_location('sweep', path)
   module = importlib.util.module_from_spec(spec)
   sys.modules.setdefault('launch_sweep', sys.modules[__name__])
   spec.loader.exec_module(module)
-  runs = module.get_sweep()
+  return module
+
+
+def load_sweep(path: str) -> list[dict]:
+  runs = load_module(path).get_sweep()
   names = [r['name'] for r in runs]
   if len(set(names)) != len(names):
     raise ValueError(f'{path}: run names repeat')
@@ -61,11 +73,12 @@ def _safe(name: str) -> str:
 
 
 def commands(run: dict, root: str, extra: dict, experimental: str | None) -> list[list[str]]:
-  workdir = os.path.join(root, _safe(run['name']))
+  workdir = workdir_of(run, root)
   py = sys.executable
   overrides = {**run.get('overrides', {}), **extra}
   if run.get('hand'):
     cmd = [py, '-m', 'difcon_jax.hand', f"--corpus={overrides.get('corpus', run.get('corpus'))}", f'--out={workdir}']
+    cmd += [f'--{k}={v}' for k, v in run.get('hand_flags', {}).items()]
     if experimental:
       cmd.append(f'--experimental={experimental}')
     return [cmd]
@@ -78,18 +91,52 @@ def commands(run: dict, root: str, extra: dict, experimental: str | None) -> lis
   return cmds
 
 
+def workdir_of(run: dict, root: str) -> str:
+  return os.path.join(root, _safe(run['name']))
+
+
+def trained_step(workdir: str) -> int | None:
+  """The last step of a finished training run (final_metrics.json at the config's steps), else None."""
+  final, config = os.path.join(workdir, 'final_metrics.json'), os.path.join(workdir, 'config.json')
+  if not (os.path.exists(final) and os.path.exists(config)):
+    return None
+  step = json.load(open(final)).get('step')
+  return step if step == json.load(open(config)).get('steps') else None
+
+
+def complete(run: dict, root: str, experimental: str | None) -> bool:
+  """Whether the run's results are all there (a finished run is not trained or evaluated again)."""
+  workdir = workdir_of(run, root)
+  if run.get('hand'):
+    path = os.path.join(workdir, 'metrics.json')
+    return os.path.exists(path) and (not experimental or 'experimental' in json.load(open(path)))
+  step = trained_step(workdir)
+  if step is None:
+    return False
+  exp = os.path.join(workdir, 'eval_experimental', 'metrics.json')
+  return not experimental or (os.path.exists(exp) and json.load(open(exp)).get('model_step') == step)
+
+
 def collect(run: dict, root: str) -> dict:
-  """The run's metrics as {set/head: top-1}, all of one checkpoint: the equivariance and invariance numbers of
+  """The run's row: {set/head: top-1, experimental/head_top5: top-5, steps, examples_seen, patterns_seen,
+  cpu_minutes, wall_minutes}. All accuracies are of one checkpoint: the equivariance and invariance numbers of
   final_metrics.json and the experimental ones of evaluate --weights=latest (the same last step; a row whose
-  steps differ is refused)."""
-  workdir = os.path.join(root, _safe(run['name']))
-  row = {'model': run['name']}
+  steps differ is refused). The minutes are those of training (the sweep's NAME.timing.json; CPU time from
+  wait4)."""
+  workdir = workdir_of(run, root)
+  row = {'run': run['name'], 'model': run.get('model', run['name']), 'seed': run.get('seed', '')}
+  timing_path = os.path.join(root, _safe(run['name']) + '.timing.json')
+  if os.path.exists(timing_path):
+    train = json.load(open(timing_path))[0]
+    row['cpu_minutes'], row['wall_minutes'] = train['cpu_s'] / 60, train['wall_s'] / 60
   if run.get('hand'):
     path = os.path.join(workdir, 'metrics.json')
     results = json.load(open(path)) if os.path.exists(path) else {}
     for s, m in results.items():
       for h in HEADS:
         row[f'{s}/{h}'] = m[f'{h}_top1']
+        if s == 'experimental':
+          row[f'{s}/{h}_top5'] = m[f'{h}_top5']
     return row
   path = os.path.join(workdir, 'final_metrics.json')
   final = json.load(open(path)) if os.path.exists(path) else {}
@@ -97,6 +144,11 @@ def collect(run: dict, root: str) -> dict:
     for h in HEADS:
       if f'{s}/{h}_top1' in final:
         row[f'{s}/{h}'] = final[f'{s}/{h}_top1']
+  if final:
+    config = json.load(open(os.path.join(workdir, 'config.json')))
+    views = config.get('views') or (2 if config['loss']['ssl_weight'] > 0 else 1)
+    row.update(steps=final['step'], examples_seen=final['step'] * config['batch_size'],
+               patterns_seen=final['step'] * config['batch_size'] * views)
   exp = os.path.join(workdir, 'eval_experimental', 'metrics.json')
   if os.path.exists(exp):
     m = json.load(open(exp))
@@ -105,24 +157,112 @@ def collect(run: dict, root: str) -> dict:
                        f'{final.get("step")}')
     for h in HEADS:
       row[f'experimental/{h}'] = m[f'{h}_top1']
+      row[f'experimental/{h}_top5'] = m[f'{h}_top5']
   return row
 
 
-def write_table(rows: list[dict], root: str) -> tuple[str, str]:
-  cols = ['model'] + [f'{s}/{h}' for s in SETS for h in HEADS]
-  csv_path, md_path = os.path.join(root, 'results.csv'), os.path.join(root, 'results.md')
-  with open(csv_path, 'w', newline='') as f:
-    w = csv.DictWriter(f, fieldnames=cols)
-    w.writeheader()
-    w.writerows({c: r.get(c, '') for c in cols} for r in rows)
-  fmt = lambda v: f'{100 * v:.1f}' if isinstance(v, float) else '–'
-  lines = ['| model | ' + ' | '.join(f'{s[:5]}. {h.split("_")[0][:3].upper()}' for s in SETS for h in HEADS) + ' |',
-           '| --- |' + ' ---: |' * (len(cols) - 1)]
-  lines += ['| ' + r['model'] + ' | ' + ' | '.join(fmt(r.get(c)) for c in cols[1:]) + ' |' for r in rows]
+ACCURACY = [f'{s}/{h}' for s in SETS for h in HEADS] + [f'experimental/{h}_top5' for h in HEADS]
+COST = ['steps', 'examples_seen', 'patterns_seen', 'cpu_minutes', 'wall_minutes']
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+  """One row per model (in order of first appearance): the mean over its runs (seeds) of every number, 'seeds'
+  (how many runs have results) and 'spread/COLUMN' (largest minus smallest over the runs) of every accuracy."""
+  models = {}
+  for r in rows:
+    models.setdefault(r['model'], []).append(r)
+  out = []
+  for model, runs in models.items():
+    agg = {'model': model, 'seeds': sum(any(c in r for c in ACCURACY) for r in runs)}
+    for c in ACCURACY + COST:
+      values = [r[c] for r in runs if isinstance(r.get(c), (int, float))]
+      if values:
+        mean = sum(values) / len(values)
+        agg[c] = int(mean) if all(isinstance(v, int) for v in values) and mean == int(mean) else mean
+        if c in ACCURACY and len(values) > 1:
+          agg[f'spread/{c}'] = max(values) - min(values)
+    out.append(agg)
+  return out
+
+
+def _fmt_row(label: str, r: dict) -> str:
+  def acc(c):
+    v = r.get(c)
+    if not isinstance(v, (int, float)):
+      return '–'
+    spread = r.get(f'spread/{c}')
+    return f'{100 * v:.1f}' + (f' ±{50 * spread:.1f}' if spread is not None else '')
+  cost = lambda c, f: format(r[c], f) if isinstance(r.get(c), (int, float)) else '–'
+  return (f'| {label} | ' + ' | '.join(acc(c) for c in ACCURACY) + ' | ' + cost('examples_seen', ',.0f') +
+          ' | ' + cost('cpu_minutes', '.0f') + ' |')
+
+
+def markdown(models: list[dict], paper: dict | None = None) -> str:
+  """The table of results.md: accuracies in %, mean ± half the spread over seeds; the paper's row (when the
+  sweep file gives PAPER) under each model."""
+  short = {'crystal_system': 'CS', 'extinction_group': 'EG', 'space_group': 'SG'}
+  names = {'equivariance': 'equiv.', 'invariance': 'inv.', 'experimental': 'exp.'}
+  head = [f'{names[c.split("/")[0]]} {short[c.split("/")[1].removesuffix("_top5")]}'
+          + (' top-5' if c.endswith('_top5') else '') for c in ACCURACY]
+  lines = ['| model | ' + ' | '.join(head) + ' | examples seen | CPU min |', '| --- |' + ' ---: |' * (len(head) + 2)]
+  for r in models:
+    label = r['model'] + (f' ({r["seeds"]} seeds)' if r['seeds'] > 1 else '')
+    lines.append(_fmt_row(label, r))
+    if paper and r['model'] in paper:
+      lines.append(_fmt_row(f'*paper: {r["model"]}*', paper[r['model']]))
+  return ('Top-1 accuracy in % (top-5 where marked); CS = crystal system, EG = extinction group, SG = space group; '
+          "exp. = the measured patterns of --experimental; ± half the spread over the seeds.\n\n"
+          + '\n'.join(lines) + '\n')
+
+
+MD_BEGIN, MD_END = '<!-- sweep table: begin (written by launch/sweep.py) -->', '<!-- sweep table: end -->'
+
+
+def _cell(v):
+  return round(v, 4) if isinstance(v, float) else v
+
+
+def write_table(rows: list[dict], root: str, paper: dict | None = None, results_csv: str | None = None,
+                results_md: str | None = None) -> tuple[str, str]:
+  """ROOT/runs.csv (one row per run), ROOT/results.csv (one per model: mean and spread over seeds) and
+  ROOT/results.md; results_csv: a copy of results.csv; results_md: a document whose table between MD_BEGIN and
+  MD_END is replaced (appended when it has none)."""
+  models = aggregate(rows)
+  run_cols = ['run', 'model', 'seed'] + ACCURACY + COST
+  model_cols = ['model', 'seeds'] + ACCURACY + COST + [f'spread/{c}' for c in ACCURACY]
+  for path, cols, table in ((os.path.join(root, 'runs.csv'), run_cols, rows),
+                            (os.path.join(root, 'results.csv'), model_cols, models),
+                            (results_csv, model_cols, models)):
+    if path:
+      with open(path, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows({c: _cell(r.get(c, '')) for c in cols} for r in table)
+  text = markdown(models, paper)
+  md_path = os.path.join(root, 'results.md')
   with open(md_path, 'w') as f:
-    f.write('Top-1 accuracy (%): CRY = crystal system, EXT = extinction group, SPA = space group.\n\n')
-    f.write('\n'.join(lines) + '\n')
-  return csv_path, md_path
+    f.write(text)
+  if results_md:
+    doc = open(results_md).read() if os.path.exists(results_md) else ''
+    block = f'{MD_BEGIN}\n{text}{MD_END}'
+    if MD_BEGIN in doc and MD_END in doc:
+      doc = doc[:doc.index(MD_BEGIN)] + block + doc[doc.index(MD_END) + len(MD_END):]
+    else:
+      doc = doc + ('\n' if doc else '') + block + '\n'
+    with open(results_md, 'w') as f:
+      f.write(doc)
+  return os.path.join(root, 'results.csv'), md_path
+
+
+def run_timed(cmd: list[str], log) -> tuple[int, dict]:
+  """Runs cmd with its output to log; returns its exit status and {'command', 'wall_s', 'cpu_s'} (the CPU
+  seconds of that process and the children it waited for, from wait4, so runs side by side do not mix)."""
+  t0 = time.time()
+  proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+  _, status, usage = os.wait4(proc.pid, 0)
+  proc.returncode = os.waitstatus_to_exitcode(status)
+  return proc.returncode, {'command': shlex.join(cmd), 'wall_s': round(time.time() - t0, 1),
+                           'cpu_s': round(usage.ru_utime + usage.ru_stime, 1)}
 
 
 def define_flags():
@@ -132,6 +272,10 @@ def define_flags():
   flags.DEFINE_string('experimental', None, 'Measured patterns (.npz) for the experimental column.')
   flags.DEFINE_multi_string('set', [], 'Override for every training run, key=value (e.g. corpus=DIR).')
   flags.DEFINE_bool('dry_run', False, 'Print the commands only.')
+  flags.DEFINE_bool('rerun', False, 'Run every run again (default: a finished run is kept, a finished training '
+                    'only evaluated).')
+  flags.DEFINE_string('results_csv', None, 'Also write the per-model table here (e.g. docs/results.csv).')
+  flags.DEFINE_string('results_md', None, 'Replace the sweep table in this document (e.g. docs/results.md).')
 
 
 def main(argv):
@@ -139,6 +283,8 @@ def main(argv):
   if not FLAGS.sweep:
     raise app.UsageError('--sweep is required')
   runs = load_sweep(FLAGS.sweep)
+  paper = getattr(load_module(FLAGS.sweep), 'PAPER', None)
+  by_name = {r['name']: r for r in runs}
   extra = dict(s.split('=', 1) for s in FLAGS.set)
   os.makedirs(FLAGS.root, exist_ok=True)
   plan = {r['name']: commands(r, FLAGS.root, extra, FLAGS.experimental) for r in runs}
@@ -149,9 +295,21 @@ def main(argv):
     return 0
 
   def execute(name):
-    log = open(os.path.join(FLAGS.root, _safe(name) + '.log'), 'w')
-    for c in plan[name]:
-      rc = subprocess.run(c, stdout=log, stderr=subprocess.STDOUT).returncode
+    run = by_name[name]
+    timing_path = os.path.join(FLAGS.root, _safe(name) + '.timing.json')
+    timing = json.load(open(timing_path)) if os.path.exists(timing_path) else []
+    if not FLAGS.rerun and complete(run, FLAGS.root, FLAGS.experimental):
+      return name, 'kept'
+    # A finished training keeps its timing and is only evaluated.
+    first = 1 if (not FLAGS.rerun and timing and not run.get('hand')
+                  and trained_step(workdir_of(run, FLAGS.root)) is not None) else 0
+    timing = timing[:first]
+    log = open(os.path.join(FLAGS.root, _safe(name) + '.log'), 'a' if first else 'w')
+    for c in plan[name][first:]:
+      rc, t = run_timed(c, log)
+      timing.append(t)
+      with open(timing_path, 'w') as f:
+        json.dump(timing, f, indent=1)
       if rc:
         return name, rc
     return name, 0
@@ -159,10 +317,12 @@ def main(argv):
   failed = []
   with concurrent.futures.ThreadPoolExecutor(FLAGS.parallel) as pool:
     for i, (name, rc) in enumerate(pool.map(execute, plan), 1):
-      print(f'[{i}/{len(plan)}] {name}: {"ok" if rc == 0 else f"failed (exit {rc}), see its .log"}', flush=True)
-      if rc:
+      status = {0: 'ok', 'kept': 'finished before, kept'}.get(rc, f'failed (exit {rc}), see its .log')
+      print(f'[{i}/{len(plan)}] {name}: {status}', flush=True)
+      if rc not in (0, 'kept'):
         failed.append(name)
-  csv_path, md_path = write_table([collect(r, FLAGS.root) for r in runs], FLAGS.root)
+  csv_path, md_path = write_table([collect(r, FLAGS.root) for r in runs], FLAGS.root, paper, FLAGS.results_csv,
+                                  FLAGS.results_md)
   print(open(md_path).read())
   print(f'-> {csv_path}, {md_path}')
   return 1 if failed else 0

@@ -97,6 +97,40 @@ def test_sweep_two_run_grid(setup, tmp_path):
     for s in ('equivariance', 'invariance', 'experimental'):
       assert 0 <= float(r[f'{s}/crystal_system']) <= 1
   assert '| q[loss.ssl_weight=0.0] |' in (tmp_path / 'runs' / 'results.md').read_text()
+  for r in rows:  # the cost columns: 2 steps of 8 structures, two views with the contrastive loss
+    assert (int(r['steps']), int(r['examples_seen'])) == (2, 16) and float(r['cpu_minutes']) > 0
+    assert 0 <= float(r['experimental/space_group']) <= float(r['experimental/space_group_top5']) <= 1
+  assert [int(r['patterns_seen']) for r in rows] == [16, 32]
+  timing = (tmp_path / 'runs' / 'q_loss.ssl_weight=0.0_.timing.json').read_text()
+  # Run again: both runs are finished and kept (nothing trains or evaluates again), and the table is written
+  # into a document between its markers, the rest of the document untouched.
+  doc = tmp_path / 'doc.md'
+  doc.write_text('# Results\n\nbefore\n<!-- sweep table: begin (written by launch/sweep.py) -->\nold\n'
+                 '<!-- sweep table: end -->\nafter\n')
+  again = _run('launch/sweep.py', f'--sweep={sweep}', f'--root={tmp_path / "runs"}', f'--experimental={measured}',
+               f'--results_csv={tmp_path / "copy.csv"}', f'--results_md={doc}')
+  assert again.returncode == 0, again.stdout[-1500:] + again.stderr[-1500:]
+  assert again.stdout.count('finished before, kept') == 2
+  assert (tmp_path / 'runs' / 'q_loss.ssl_weight=0.0_.timing.json').read_text() == timing
+  assert (tmp_path / 'copy.csv').read_text() == (tmp_path / 'runs' / 'results.csv').read_text()
+  text = doc.read_text()
+  assert text.startswith('# Results\n\nbefore\n') and text.endswith('after\n') and 'old' not in text
+  assert text.count('| q[loss.ssl_weight=0.0] |') == 1
+
+
+def test_sweep_table_averages_seeds_and_shows_the_paper():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location('launch_sweep_table', os.path.join(ROOT, 'launch', 'sweep.py'))
+  sweep = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(sweep)
+  rows = [{'run': 'A[seed=0]', 'model': 'A', 'equivariance/crystal_system': 0.5, 'cpu_minutes': 30.0},
+          {'run': 'A[seed=1]', 'model': 'A', 'equivariance/crystal_system': 0.6, 'cpu_minutes': 32.0},
+          {'run': 'B', 'model': 'B', 'equivariance/crystal_system': 0.4}]
+  a, b = sweep.aggregate(rows)
+  assert a['seeds'] == 2 and np.isclose(a['equivariance/crystal_system'], 0.55) and a['cpu_minutes'] == 31.0
+  assert np.isclose(a['spread/equivariance/crystal_system'], 0.1) and 'spread/equivariance/crystal_system' not in b
+  text = sweep.markdown([a, b], paper={'A': {'equivariance/crystal_system': 0.89}})
+  assert '| A (2 seeds) | 55.0 ±5.0 |' in text and '| *paper: A* | 89.0 |' in text and '| B | 40.0 |' in text
 
 
 def test_paper_ablation_and_launch_dry_runs():

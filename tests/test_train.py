@@ -104,6 +104,29 @@ def test_static_augmentation_is_fixed_per_example(tiny):
   assert np.abs(c[0, 0] - c[0, 1]).max() > 0.05 and np.abs(c[0, 0] - a[0, 0]).max() > 0.05
 
 
+def test_views_two_for_every_model_of_an_ablation(tiny):
+  """config.views=2 gives a supervised CNN two different augmented views per example (the ablation's equal
+  patterns and cost per step); 0 keeps what the loss needs; a contrastive loss refuses fewer than two."""
+  from difcon_jax.augment import params as augment_params
+  config = train_helpers.tiny_config(tiny)
+  config.loss.ssl_weight = 0.0
+  assert train.num_views(config) == 1
+  config.views = 2
+  assert train.num_views(config) == 2
+  aug = augment_params.config('train', config.num_bins)
+  rng = np.random.default_rng(0)
+  tt = np.sort(rng.uniform(10, 110, (2, 6)), axis=1).astype(np.float32)
+  y = rng.uniform(0.1, 1, (2, 6)).astype(np.float32)
+  v = np.asarray(train.augment_views(config, {'index': jnp.arange(2), 'two_theta': tt, 'intensity': y},
+                                     jax.random.key(0), aug))
+  assert v.shape == (2, 2, config.num_bins) and np.abs(v[0] - v[1]).max() > 0.05
+  config.views, config.loss.ssl_weight = 1, 0.005
+  with pytest.raises(ValueError, match='two views'):
+    train.num_views(config)
+  config.views = 0
+  assert train.num_views(config) == 2
+
+
 def test_eight_devices_match_one(tiny, tmp_path):
   """Two LARS steps at learning rate 1 (train_helpers.data_parallel_params) with the global batch split over 8 CPU
   devices give the parameters and BatchNorm statistics of the same steps on one device: the gradients and the
