@@ -244,7 +244,7 @@ def augmentation_share(config, aug_cfg, local_batch, examples_per_s) -> float:
 
 
 def log_train_metrics(writer, config, done: int, metrics_now, rate: float, aug_share: float | None,
-                      last_saved) -> None:
+                      last_saved, spent: dict) -> None:
   """Writes and logs the step's training metrics; raises FloatingPointError at the first non-finite loss."""
   metrics_now = jax.device_get(metrics_now)
   if not np.isfinite(metrics_now['loss']):
@@ -255,7 +255,7 @@ def log_train_metrics(writer, config, done: int, metrics_now, rate: float, aug_s
                metrics_now['accuracy_extinction_group'], metrics_now['accuracy_space_group'], rate,
                100 * (aug_share or 0.0), eta)
   writer.write(done, {f'train/{k}': float(v) for k, v in metrics_now.items()} |
-               {'train/examples_per_s': rate, 'train/augmentation_share': aug_share or 0.0})
+               {'train/examples_per_s': rate, 'train/augmentation_share': aug_share or 0.0} | spent)
 
 
 def make_eval_sets(config, mesh) -> dict[str, eval_sets.SimulatedSet]:
@@ -315,7 +315,13 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   model, tx = create_model(config), create_optimizer(config)
   state, latest, best = restore_or_init(config, model, tx, workdir, replicated)
   start = int(state.step)
+  # The training's cost so far (this process's CPU seconds, all threads, and wall seconds, plus those of the runs
+  # it resumes), in every log row and in final_metrics.json.
+  cpu_before, wall_before = train_checks.time_spent(workdir, start)
   write_config(config, workdir, start)
+  cpu_start, wall_start = time.process_time(), time.time()
+  spent = lambda: {'train/cpu_s': cpu_before + time.process_time() - cpu_start,
+                   'train/wall_s': wall_before + time.time() - wall_start}
 
   step = functools.partial(train_step, model=model, tx=tx, config=config, aug_cfg=aug_cfg, mesh=mesh)
   step_fn = jax.jit(step, in_shardings=(replicated, sharded), out_shardings=(replicated, replicated), donate_argnums=0)
@@ -339,7 +345,7 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
       rate = throughput.rate(state)
       if aug_share is None and rate == rate:
         aug_share = augmentation_share(config, aug_cfg, local, rate)
-      log_train_metrics(writer, config, done, metrics_now, rate, aug_share, latest.latest_step())
+      log_train_metrics(writer, config, done, metrics_now, rate, aug_share, latest.latest_step(), spent())
       throughput.reset()
     if done % config.eval_every == 0 or done == config.steps:
       last_eval = evaluate(state, apply_fn, sets)
@@ -359,7 +365,7 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
         f"{last_eval[f'{name}/crystal_system_majority_share']:.3f})" for name in sets))
   if jax.process_index() == 0:
     (epath.Path(workdir) / 'final_metrics.json').write_text(
-        json.dumps({'step': int(state.step), **{k: float(v) for k, v in last_eval.items()}}, indent=1))
+        json.dumps({'step': int(state.step), **{k: float(v) for k, v in last_eval.items()}, **spent()}, indent=1))
   return state, last_eval
 
 

@@ -155,3 +155,20 @@ def trim_metrics(workdir: str, step: int) -> int:
   with cli.atomic_write(path) as f:
     f.write(''.join(l + '\n' for l in keep))
   return len(lines) - len(keep)
+
+
+def time_spent(workdir: str, step: int) -> tuple[float, float]:
+  """(CPU seconds, wall seconds) that earlier runs of this workdir spent training up to `step`: the train/cpu_s and
+  train/wall_s of the last metrics.jsonl row at or before it (0, 0 for a fresh workdir). A resumed run adds its own,
+  so the final figures are the whole training's, across interruptions (less the time after each run's last log)."""
+  path = epath.Path(workdir) / 'metrics.jsonl'
+  cpu = wall = 0.0
+  if path.exists():
+    for line in path.read_text().splitlines():
+      try:
+        row = json.loads(line)
+      except ValueError:
+        continue
+      if row.get('step', 0) <= step and 'train/cpu_s' in row:
+        cpu, wall = float(row['train/cpu_s']), float(row['train/wall_s'])
+  return cpu, wall

@@ -121,8 +121,8 @@ def collect(run: dict, root: str) -> dict:
   """The run's row: {set/head: top-1, experimental/head_top5: top-5, steps, examples_seen, patterns_seen,
   cpu_minutes, wall_minutes}. All accuracies are of one checkpoint: the equivariance and invariance numbers of
   final_metrics.json and the experimental ones of evaluate --weights=latest (the same last step; a row whose
-  steps differ is refused). The minutes are those of training (the sweep's NAME.timing.json; CPU time from
-  wait4)."""
+  steps differ is refused). The minutes are those of training: the trainer's own count in final_metrics.json
+  (summed over interruptions), else the sweep's NAME.timing.json (CPU time from wait4)."""
   workdir = workdir_of(run, root)
   row = {'run': run['name'], 'model': run.get('model', run['name']), 'seed': run.get('seed', '')}
   timing_path = os.path.join(root, _safe(run['name']) + '.timing.json')
@@ -140,6 +140,8 @@ def collect(run: dict, root: str) -> dict:
     return row
   path = os.path.join(workdir, 'final_metrics.json')
   final = json.load(open(path)) if os.path.exists(path) else {}
+  if 'train/cpu_s' in final:  # the trainer's own count, summed over interruptions
+    row['cpu_minutes'], row['wall_minutes'] = final['train/cpu_s'] / 60, final['train/wall_s'] / 60
   for s in ('equivariance', 'invariance'):
     for h in HEADS:
       if f'{s}/{h}_top1' in final:

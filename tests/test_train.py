@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -46,10 +47,20 @@ def test_two_step_smoke_training(tiny_workdir):
 def test_resume_reaches_the_same_parameters(tiny, tmp_path):
   straight, _ = train.train_and_evaluate(train_helpers.tiny_config(tiny, steps=4), str(tmp_path / 'a'))
   train.train_and_evaluate(train_helpers.tiny_config(tiny, steps=2), str(tmp_path / 'b'))
+  cpu = time.process_time()
   resumed, _ = train.train_and_evaluate(train_helpers.tiny_config(tiny, steps=4), str(tmp_path / 'b'))
+  cpu = time.process_time() - cpu
   assert int(resumed.step) == 4
   for a, b in zip(_params(straight), _params(resumed)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # The training's cost adds up across the interruption: the resumed run's final figures are the first run's
+  # (its last log row, step 2) plus its own.
+  first = [json.loads(l) for l in open(tmp_path / 'b' / 'metrics.jsonl') if '"train/cpu_s"' in l]
+  at_two = next(r for r in first if r['step'] == 2)
+  final = json.load(open(tmp_path / 'b' / 'final_metrics.json'))
+  assert at_two['train/cpu_s'] > 0.2 * cpu  # the first run compiled too: a share worth checking for
+  assert final['train/cpu_s'] == pytest.approx(at_two['train/cpu_s'] + cpu, rel=0.1)
+  assert 0 < at_two['train/wall_s'] < final['train/wall_s']
 
 
 def test_a_kill_during_saving_loses_no_saved_checkpoint(tiny, tmp_path):
