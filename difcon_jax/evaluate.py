@@ -17,7 +17,8 @@ is left out with its reason and the others are evaluated; patterns.csv in the ou
 Writes metrics.json (top-1 / top-5 per head, share of space groups outside the predicted crystal system, the
 crystal-system confusion), predictions.csv (one row per pattern: predict's columns, ranked the same way, plus the
 true labels), crystal_system_confusion.png and, for the simulated sets, embedding_similarity.png (the paper's
-Figure 4: cosine similarities of embeddings of N structures x 8 augmentations, arranged consecutively). Every
+Figure 4 by difcon_jax.similarity: cosine similarities of embeddings of N random test structures x 8 augmentations,
+arranged consecutively; within / between / retrieval in metrics.json). Every
 number comes from the ranking predict writes (eval_sets.run, models.heads.rank), so top-1 <= top-5 and a
 pattern's row here is the row predict writes for it.
 """
@@ -32,7 +33,6 @@ import sys
 from absl import app
 from absl import flags
 from etils import epath
-import jax
 import numpy as np
 
 from difcon_jax import cli
@@ -40,15 +40,14 @@ from difcon_jax import config_base
 from difcon_jax import eval_sets
 from difcon_jax import inference
 from difcon_jax import metrics as metrics_lib
-from difcon_jax.augment import kernel as augment_kernel
-from difcon_jax.augment import params as augment_params
+from difcon_jax import similarity
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.data import corpus as corpus_lib
 from difcon_jax.io import patterns as patterns_lib
 
 FLAGS = flags.FLAGS
 HEADS = metrics_lib.HEADS
-FIGURE_STREAM = 1  # the similarity figure's draws: fold_in(key(eval_seed), FIGURE_STREAM)
+FIGURE_VIEWS = 8  # renderings of each structure in the figure (the paper's eight)
 
 
 def define_flags():
@@ -90,30 +89,15 @@ def confusion_png(m, path, title):
   plt.close(fig)
 
 
-def similarity_png(model, data, aug_cfg, n, path, title, seed):
-  """Cosine similarities of embeddings: n structures x 8 augmentations, consecutive (the paper's Figure 4)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  n = min(n, data.size)
-  b = data.batch(0) if data.local_batch >= n else {k: np.concatenate([data.batch(s)[k] for s in range(
-      -(-n // data.local_batch))]) for k in ('two_theta', 'intensity')}
-  tt = np.repeat(b['two_theta'][:n], 8, 0)
-  y = np.repeat(b['intensity'][:n], 8, 0)
-  x = augment_kernel.make_augment_fn(aug_cfg)(jax.random.fold_in(jax.random.key(seed), FIGURE_STREAM), tt, y)
-  emb = np.concatenate([np.asarray(model(np.asarray(x[i:i + 64]))[1]['embedding']) for i in range(0, len(x), 64)])
-  emb = emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
-  sim = emb @ emb.T
-  fig, ax = plt.subplots(figsize=(6, 5))
-  im = ax.imshow(sim, cmap='viridis', vmin=-1, vmax=1)
-  ax.set_title(title, fontsize=9)
-  fig.colorbar(im, ax=ax, label='cosine similarity')
-  fig.tight_layout()
-  with cli.atomic_write(path, 'wb') as f:
-    fig.savefig(f, format='png', dpi=120)
-  plt.close(fig)
-  block = np.kron(np.eye(n, dtype=bool), np.ones((8, 8), bool))
-  return float(sim[block].mean()), float(sim[~block].mean())
+def similarity_png(model, corpus, n, path, title, seed) -> dict:
+  """The paper's Figure 4 for one model (difcon_jax.similarity): n test structures x 8 invariance_test
+  augmentations, consecutive; returns its within / between / retrieval summary."""
+  x, structure = similarity.render_views(corpus, n, FIGURE_VIEWS, 'invariance_test', model.config.num_bins,
+                                         model.config.two_theta_max, seed)
+  sim = similarity.cosine_similarity(similarity.embed(model, x, FLAGS.batch_size))
+  summary = similarity.block_summary(sim, structure)
+  similarity.plot([sim], [title], [summary], path, FIGURE_VIEWS)
+  return summary
 
 
 def prediction_rows(preds: eval_sets.Predictions, rows: list[dict] | None = None, k: int = eval_sets.TOP_K):
@@ -215,12 +199,12 @@ def main(argv):
     data = eval_sets.SimulatedSet(corpus, eval_sets.SIMULATED[FLAGS.set], model.config.num_bins,
                                   model.config.two_theta_max, FLAGS.batch_size, eval_seed, mesh=model.mesh)
     metrics, preds = eval_sets.evaluate(model, data)
-    inv_cfg = augment_params.config('invariance_test', model.config.num_bins, model.config.two_theta_max)
-    within, between = similarity_png(model, data.data, inv_cfg, FLAGS.figure_structures,
-                                     out_dir / 'embedding_similarity.png',
-                                     f'{FLAGS.figure_structures} test structures x 8 invariance_test augmentations',
-                                     eval_seed)
-    extra.update(similarity_within_structure=within, similarity_between_structures=between)
+    figure = similarity_png(model, corpus, min(FLAGS.figure_structures, len(data)),
+                            out_dir / 'embedding_similarity.png',
+                            f'{FLAGS.figure_structures} test structures x {FIGURE_VIEWS} invariance_test '
+                            'augmentations', eval_seed)
+    extra.update(similarity_within_structure=figure['within'], similarity_between_structures=figure['between'],
+                 similarity_retrieval_top1=figure['retrieval_top1'])
   write_csv(out_dir / 'predictions.csv', prediction_rows(preds, rows))
   confusion_png(metrics['crystal_system_confusion'], out_dir / 'crystal_system_confusion.png',
                 f'{FLAGS.set}: crystal system (model step {model.step})')

@@ -24,6 +24,7 @@ from absl import flags
 import jax
 import numpy as np
 
+from difcon_jax import cli
 from difcon_jax import eval_sets
 from difcon_jax import inference
 from difcon_jax.augment import kernel as augment_kernel
@@ -93,7 +94,8 @@ def plot(matrices: list[np.ndarray], labels: list[str], summaries: list[dict], p
     ax.set_xlabel(f'pattern ({views} views of each structure, consecutive)')
     fig.colorbar(im, ax=ax, fraction=0.046)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  with cli.atomic_write(path, 'wb') as f:
+    fig.savefig(f, format='png', dpi=110)
   plt.close(fig)
 
 
@@ -134,7 +136,7 @@ def main(argv):
   plot(matrices, labels, summaries, FLAGS.out, FLAGS.views)
   meta = {'corpus': FLAGS.corpus, 'phases': FLAGS.phases, 'views': FLAGS.views,
           'distribution': FLAGS.distribution, 'seed': FLAGS.seed, 'models': summaries}
-  with open(os.path.splitext(FLAGS.out)[0] + '.json', 'w') as f:
+  with cli.atomic_write(os.path.splitext(FLAGS.out)[0] + '.json') as f:
     json.dump(meta, f, indent=1)
   print(f'-> {FLAGS.out}')
 
