@@ -315,6 +315,9 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   model, tx = create_model(config), create_optimizer(config)
   state, latest, best = restore_or_init(config, model, tx, workdir, replicated)
   start = int(state.step)
+  if start >= config.steps and (epath.Path(workdir) / 'final_metrics.json').exists():
+    logging.info('%s: already trained to step %d of %d; nothing to do', workdir, start, config.steps)
+    return state, {}
   # The training's cost so far (this process's CPU seconds, all threads, and wall seconds, plus those of the runs
   # it resumes), in every log row and in final_metrics.json.
   cpu_before, wall_before = train_checks.time_spent(workdir, start)

@@ -2,7 +2,7 @@ r"""Local sweep runner: expands a sweep file into runs, runs them (N at a time),
 
   python launch/sweep.py --sweep=configs/sweeps/paper_ablation.py --root=runs/ablation [--parallel=1]
       [--experimental=PATTERNS.npz] [--dry_run] [--set=key=value ...] [--rerun]
-      [--results_csv=docs/results.csv --results_md=docs/results.md]
+      [--only=REGEX] [--results_csv=docs/results.csv --results_md=docs/results.md]
 
 A sweep file defines get_sweep() -> list of runs; each run is a dict with 'name' and either 'config' (a config
 file for difcon_jax.train) plus optional 'overrides' ({'loss.ssl_weight': 0.01, ...}), or 'hand': True (the HAND
@@ -26,6 +26,7 @@ import importlib.util
 import itertools
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -126,9 +127,10 @@ def collect(run: dict, root: str) -> dict:
   workdir = workdir_of(run, root)
   row = {'run': run['name'], 'model': run.get('model', run['name']), 'seed': run.get('seed', '')}
   timing_path = os.path.join(root, _safe(run['name']) + '.timing.json')
-  if os.path.exists(timing_path):
-    train = json.load(open(timing_path))[0]
-    row['cpu_minutes'], row['wall_minutes'] = train['cpu_s'] / 60, train['wall_s'] / 60
+  trainers = ('difcon_jax.train', 'difcon_jax.hand')
+  for t in json.load(open(timing_path)) if os.path.exists(timing_path) else []:
+    if any(f' {m} ' in f' {t["command"]} ' for m in trainers):
+      row['cpu_minutes'], row['wall_minutes'] = t['cpu_s'] / 60, t['wall_s'] / 60
   if run.get('hand'):
     path = os.path.join(workdir, 'metrics.json')
     results = json.load(open(path)) if os.path.exists(path) else {}
@@ -276,6 +278,8 @@ def define_flags():
   flags.DEFINE_bool('dry_run', False, 'Print the commands only.')
   flags.DEFINE_bool('rerun', False, 'Run every run again (default: a finished run is kept, a finished training '
                     'only evaluated).')
+  flags.DEFINE_string('only', None, 'Run only the runs whose name matches this regular expression (the table '
+                      'still lists every run of the sweep).')
   flags.DEFINE_string('results_csv', None, 'Also write the per-model table here (e.g. docs/results.csv).')
   flags.DEFINE_string('results_md', None, 'Replace the sweep table in this document (e.g. docs/results.md).')
 
@@ -289,7 +293,8 @@ def main(argv):
   by_name = {r['name']: r for r in runs}
   extra = dict(s.split('=', 1) for s in FLAGS.set)
   os.makedirs(FLAGS.root, exist_ok=True)
-  plan = {r['name']: commands(r, FLAGS.root, extra, FLAGS.experimental) for r in runs}
+  plan = {r['name']: commands(r, FLAGS.root, extra, FLAGS.experimental) for r in runs
+          if not FLAGS.only or re.search(FLAGS.only, r['name'])}
   if FLAGS.dry_run:
     for name, cmds in plan.items():
       for c in cmds:
@@ -302,8 +307,8 @@ def main(argv):
     timing = json.load(open(timing_path)) if os.path.exists(timing_path) else []
     if not FLAGS.rerun and complete(run, FLAGS.root, FLAGS.experimental):
       return name, 'kept'
-    # A finished training keeps its timing and is only evaluated.
-    first = 1 if (not FLAGS.rerun and timing and not run.get('hand')
+    # A finished training is only evaluated (its cost is in its final_metrics.json).
+    first = 1 if (not FLAGS.rerun and not run.get('hand')
                   and trained_step(workdir_of(run, FLAGS.root)) is not None) else 0
     timing = timing[:first]
     log = open(os.path.join(FLAGS.root, _safe(name) + '.log'), 'a' if first else 'w')

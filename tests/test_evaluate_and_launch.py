@@ -116,6 +116,10 @@ def test_sweep_two_run_grid(setup, tmp_path):
   text = doc.read_text()
   assert text.startswith('# Results\n\nbefore\n') and text.endswith('after\n') and 'old' not in text
   assert text.count('| q[loss.ssl_weight=0.0] |') == 1
+  # --only: the other run is neither run nor kept, but stays in the table.
+  only = _run('launch/sweep.py', f'--sweep={sweep}', f'--root={tmp_path / "runs"}', '--only=0\\.005\\]')
+  assert only.returncode == 0 and '[1/1] q[loss.ssl_weight=0.005]: finished before, kept' in only.stdout
+  assert 'q[loss.ssl_weight=0.0]:' not in only.stdout and '| q[loss.ssl_weight=0.0] |' in only.stdout
 
 
 def test_sweep_table_averages_seeds_and_shows_the_paper():

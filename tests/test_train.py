@@ -44,6 +44,16 @@ def test_two_step_smoke_training(tiny_workdir):
   assert os.listdir(os.path.join(work, 'tensorboard'))
 
 
+def test_a_finished_run_started_again_changes_nothing(tiny_workdir):
+  """Running a finished training again (a sweep or a user repeating the command) returns at once and keeps its
+  final_metrics.json (it evaluates nothing, so it must not replace the numbers with none)."""
+  before = open(os.path.join(tiny_workdir, 'final_metrics.json')).read()
+  state, last_eval = train.train_and_evaluate(train_helpers.tiny_config(
+      json.load(open(os.path.join(tiny_workdir, 'config.json')))['corpus'], steps=2), tiny_workdir)
+  assert int(state.step) == 2 and last_eval == {}
+  assert open(os.path.join(tiny_workdir, 'final_metrics.json')).read() == before
+
+
 def test_resume_reaches_the_same_parameters(tiny, tmp_path):
   straight, _ = train.train_and_evaluate(train_helpers.tiny_config(tiny, steps=4), str(tmp_path / 'a'))
   train.train_and_evaluate(train_helpers.tiny_config(tiny, steps=2), str(tmp_path / 'b'))
