@@ -2,7 +2,7 @@ r"""Local sweep runner: expands a sweep file into runs, runs them (N at a time),
 
   python launch/sweep.py --sweep=configs/sweeps/paper_ablation.py --root=runs/ablation [--parallel=1]
       [--experimental=PATTERNS.npz] [--dry_run] [--set=key=value ...] [--rerun]
-      [--only=REGEX] [--results_csv=docs/results.csv --results_md=docs/results.md]
+      [--only=REGEX | --collect_only] [--results_csv=docs/results.csv --results_md=docs/results.md]
 
 A sweep file defines get_sweep() -> list of runs; each run is a dict with 'name' and either 'config' (a config
 file for difcon_jax.train) plus optional 'overrides' ({'loss.ssl_weight': 0.01, ...}), or 'hand': True (the HAND
@@ -278,6 +278,7 @@ def define_flags():
   flags.DEFINE_bool('dry_run', False, 'Print the commands only.')
   flags.DEFINE_bool('rerun', False, 'Run every run again (default: a finished run is kept, a finished training '
                     'only evaluated).')
+  flags.DEFINE_bool('collect_only', False, 'Run nothing: write the table from the results already there.')
   flags.DEFINE_string('only', None, 'Run only the runs whose name matches this regular expression (the table '
                       'still lists every run of the sweep).')
   flags.DEFINE_string('results_csv', None, 'Also write the per-model table here (e.g. docs/results.csv).')
@@ -294,7 +295,7 @@ def main(argv):
   extra = dict(s.split('=', 1) for s in FLAGS.set)
   os.makedirs(FLAGS.root, exist_ok=True)
   plan = {r['name']: commands(r, FLAGS.root, extra, FLAGS.experimental) for r in runs
-          if not FLAGS.only or re.search(FLAGS.only, r['name'])}
+          if not FLAGS.collect_only and (not FLAGS.only or re.search(FLAGS.only, r['name']))}
   if FLAGS.dry_run:
     for name, cmds in plan.items():
       for c in cmds:

@@ -120,6 +120,8 @@ def test_sweep_two_run_grid(setup, tmp_path):
   only = _run('launch/sweep.py', f'--sweep={sweep}', f'--root={tmp_path / "runs"}', '--only=0\\.005\\]')
   assert only.returncode == 0 and '[1/1] q[loss.ssl_weight=0.005]: finished before, kept' in only.stdout
   assert 'q[loss.ssl_weight=0.0]:' not in only.stdout and '| q[loss.ssl_weight=0.0] |' in only.stdout
+  collect = _run('launch/sweep.py', f'--sweep={sweep}', f'--root={tmp_path / "runs"}', '--collect_only', '--rerun')
+  assert collect.returncode == 0 and '[1/' not in collect.stdout and '| q[loss.ssl_weight=0.005] |' in collect.stdout
 
 
 def test_sweep_table_averages_seeds_and_shows_the_paper():
