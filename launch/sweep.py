@@ -53,20 +53,17 @@ def grid(base: dict, **axes) -> list[dict]:
   return runs
 
 
-def load_module(path: str):
+def load_sweep(path: str) -> tuple[list[dict], dict | None]:
+  """The sweep file's runs (get_sweep()) and its published numbers (PAPER, or None)."""
   spec = importlib.util.spec_from_file_location('sweep', path)
   module = importlib.util.module_from_spec(spec)
   sys.modules.setdefault('launch_sweep', sys.modules[__name__])
   spec.loader.exec_module(module)
-  return module
-
-
-def load_sweep(path: str) -> list[dict]:
-  runs = load_module(path).get_sweep()
+  runs = module.get_sweep()
   names = [r['name'] for r in runs]
   if len(set(names)) != len(names):
     raise ValueError(f'{path}: run names repeat')
-  return runs
+  return runs, getattr(module, 'PAPER', None)
 
 
 def _safe(name: str) -> str:
@@ -289,8 +286,7 @@ def main(argv):
   del argv
   if not FLAGS.sweep:
     raise app.UsageError('--sweep is required')
-  runs = load_sweep(FLAGS.sweep)
-  paper = getattr(load_module(FLAGS.sweep), 'PAPER', None)
+  runs, paper = load_sweep(FLAGS.sweep)
   by_name = {r['name']: r for r in runs}
   extra = dict(s.split('=', 1) for s in FLAGS.set)
   os.makedirs(FLAGS.root, exist_ok=True)
