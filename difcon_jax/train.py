@@ -294,6 +294,7 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   Raises train_checks.ConfigError, before writing anything, for a bad config, a missing corpus or one built for
   another grid, or a config that does not match the checkpoint already in workdir.
   """
+  cpu_start, wall_start = time.process_time(), time.time()  # the run's cost includes its set-up and restore
   train_checks.check_config(config)
   check_corpus(config)
   train_checks.check_workdir(workdir)
@@ -322,7 +323,6 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   # it resumes), in every log row and in final_metrics.json.
   cpu_before, wall_before = train_checks.time_spent(workdir, start)
   write_config(config, workdir, start)
-  cpu_start, wall_start = time.process_time(), time.time()
   spent = lambda: {'train/cpu_s': cpu_before + time.process_time() - cpu_start,
                    'train/wall_s': wall_before + time.time() - wall_start}
 
