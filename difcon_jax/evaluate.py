@@ -199,10 +199,9 @@ def main(argv):
     data = eval_sets.SimulatedSet(corpus, eval_sets.SIMULATED[FLAGS.set], model.config.num_bins,
                                   model.config.two_theta_max, FLAGS.batch_size, eval_seed, mesh=model.mesh)
     metrics, preds = eval_sets.evaluate(model, data)
-    figure = similarity_png(model, corpus, min(FLAGS.figure_structures, len(data)),
-                            out_dir / 'embedding_similarity.png',
-                            f'{FLAGS.figure_structures} test structures x {FIGURE_VIEWS} invariance_test '
-                            'augmentations', eval_seed)
+    shown = min(FLAGS.figure_structures, len(data))
+    figure = similarity_png(model, corpus, shown, out_dir / 'embedding_similarity.png',
+                            f'{shown} test structures x {FIGURE_VIEWS} invariance_test augmentations', eval_seed)
     extra.update(similarity_within_structure=figure['within'], similarity_between_structures=figure['between'],
                  similarity_retrieval_top1=figure['retrieval_top1'])
   write_csv(out_dir / 'predictions.csv', prediction_rows(preds, rows))

@@ -41,9 +41,7 @@ def render_views(corpus: str, phases: int, views: int, distribution: str, num_bi
   """Patterns [phases * views, bins] (each structure's views consecutive) and their structures' split indices
   [phases * views]. The structures are a random choice of `phases` of the split; view v of structure i is drawn
   from fold_in(fold_in(key(seed), v), i), so the set is the same for every model it is shown to."""
-  fields = input_pipeline.FIELDS
-  first = corpus_lib.data_sources(corpus)[split][0]
-  fields += tuple(k for k in input_pipeline.OPTIONAL_FIELDS if k in first)
+  fields = input_pipeline.fields_of(corpus_lib.data_sources(corpus)[split][0])
   arrays = corpus_lib.load_arrays(corpus, split, fields)
   size = len(arrays['two_theta'])
   if phases > size:

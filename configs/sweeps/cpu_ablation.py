@@ -15,6 +15,9 @@ with two runs side by side on the dev machine (about 150 structures/s each); the
 and CPU seconds to ROOT/NAME.timing.json.
 """
 
+import os
+import runpy
+
 CONFIG = 'configs/cpu.py'
 CORPUS = 'runs/realistic_100k'
 STEPS = 4000
@@ -34,28 +37,8 @@ MODELS = {
 }
 
 
-# The paper's numbers (section 4: CNNstatic, CNNaug, DIFCON with Barlow Twins; HAND section 4.2, no invariance
-# figure; no numbers are given for SimCLR) for the table's paper rows, as fractions.
-PAPER = {
-    'HAND': {'equivariance/crystal_system': 0.94, 'equivariance/extinction_group': 0.91,
-             'equivariance/space_group': 0.87, 'experimental/crystal_system': 0.555,
-             'experimental/extinction_group': 0.32, 'experimental/space_group': 0.395},
-    'CNNstatic': {'equivariance/crystal_system': 0.89, 'equivariance/extinction_group': 0.82,
-                  'equivariance/space_group': 0.79, 'invariance/crystal_system': 0.40,
-                  'invariance/extinction_group': 0.33, 'invariance/space_group': 0.24,
-                  'experimental/crystal_system': 0.22, 'experimental/extinction_group': 0.15,
-                  'experimental/space_group': 0.13},
-    'CNNaug': {'equivariance/crystal_system': 0.90, 'equivariance/extinction_group': 0.83,
-               'equivariance/space_group': 0.81, 'invariance/crystal_system': 0.45,
-               'invariance/extinction_group': 0.35, 'invariance/space_group': 0.28,
-               'experimental/crystal_system': 0.23, 'experimental/extinction_group': 0.16,
-               'experimental/space_group': 0.13},
-    'DIFCON-Barlow': {'equivariance/crystal_system': 0.88, 'equivariance/extinction_group': 0.80,
-                      'equivariance/space_group': 0.78, 'invariance/crystal_system': 0.79,
-                      'invariance/extinction_group': 0.71, 'invariance/space_group': 0.66,
-                      'experimental/crystal_system': 0.74, 'experimental/extinction_group': 0.48,
-                      'experimental/space_group': 0.41},
-}
+# The paper's numbers, shown under each model's row (configs/sweeps/paper_ablation.py holds them).
+PAPER = runpy.run_path(os.path.join(os.path.dirname(__file__), 'paper_ablation.py'))['PAPER']
 
 
 def get_sweep():

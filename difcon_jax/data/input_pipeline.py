@@ -19,6 +19,11 @@ FIELDS = ('two_theta', 'intensity', 'num_peaks', 'crystal_system', 'extinction_g
 OPTIONAL_FIELDS = ('hkl', 'cell')
 
 
+def fields_of(record: dict) -> tuple[str, ...]:
+  """The fields the augmentation reads, for a corpus whose records look like `record`."""
+  return FIELDS + tuple(k for k in OPTIONAL_FIELDS if k in record)
+
+
 class PeakBatches:
   """Random-access batches of one split.
 
@@ -40,8 +45,7 @@ class PeakBatches:
     if self.size == 0:
       raise ValueError(f'{path}: split {split!r} is empty')
     self.local_batch = global_batch // process_count
-    first = source[0]
-    fields = FIELDS + tuple(k for k in OPTIONAL_FIELDS if k in first)
+    fields = fields_of(source[0])
     if in_memory:
       arrays = corpus.load_arrays(path, split, fields)
       read = lambda i: {k: v[i] for k, v in arrays.items()}
