@@ -42,7 +42,7 @@ def paper_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       stage_sizes=(2, 2, 2, 2), width=64, stem_stride=4, kernel_size=7, embedding_dim=512,
       projector_dims=(2048, 2048, 2048), norm='batch', bf16=True,
-      pooling='flatten', attention_layers=2, attention_heads=4, flatten_channels=8))
+      pooling='flatten', attention_layers=2, attention_heads=4, flatten_channels=8, heads_input='embedding'))
   c.optimizer = ml_collections.ConfigDict(dict(
       name='lars', learning_rate=0.2, warmup_steps=5000, final_lr_fraction=0.001, weight_decay=1.5e-6,
       clip_norm=1.0))

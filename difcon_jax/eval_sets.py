@@ -29,8 +29,9 @@ from difcon_jax.io import patterns as patterns_lib
 from difcon_jax.models import heads
 
 TOP_K = max(metrics.TOP_K)
-# The simulated test sets (the paper's): name -> the augmentation distribution of the corpus test split.
-SIMULATED = {'equivariance': 'train', 'invariance': 'invariance_test'}
+# The simulated test sets: name -> the augmentation distribution of the corpus test split. The paper's two, and
+# invariance_nuisance: unseen nuisance with training's crops (augment/params.py says why).
+SIMULATED = {'equivariance': 'train', 'invariance': 'invariance_test', 'invariance_nuisance': 'invariance_nuisance'}
 
 
 @dataclasses.dataclass

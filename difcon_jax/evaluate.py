@@ -55,7 +55,8 @@ def define_flags():
                       'difcon_jax/pretrained/default).')
   flags.DEFINE_enum('weights', 'best', ['best', 'latest'], 'With a training workdir: its best checkpoint (by '
                     'config.best_metric) or its latest one (the step of final_metrics.json).')
-  flags.DEFINE_enum('set', 'equivariance', ['equivariance', 'invariance', 'experimental'], 'Test set.')
+  flags.DEFINE_enum('set', 'equivariance', ['equivariance', 'invariance', 'invariance_nuisance', 'experimental'],
+                    'Test set.')
   flags.DEFINE_string('corpus', None, 'Corpus for the simulated sets (default: the one the model trained on).')
   flags.DEFINE_string('data', None, 'Measured patterns for --set=experimental (.npz or folder).')
   flags.DEFINE_string('labels', None, 'labels.csv for a folder of measured patterns.')

@@ -181,6 +181,22 @@ def test_train_and_invariance_distributions_do_not_overlap():
     assert count.min() >= dist['impurities'][0] and count.max() <= dist['impurities'][1]
 
 
+def test_nuisance_set_is_unseen_except_for_the_crops():
+  """invariance_nuisance: every nuisance range disjoint from train's, every data-deleting crop inside train's."""
+  train, nuisance = params.distribution('train'), params.distribution('invariance_nuisance')
+  assert set(nuisance) == set(train)
+  assert set(params.DELETING) <= set(train)
+  for name in train:
+    (a0, a1), (b0, b1) = train[name], nuisance[name]
+    if name in params.DELETING:
+      assert a0 <= b0 <= b1 <= a1, name
+    else:
+      assert a1 <= b0 or b1 <= a0, name
+  # Its patterns keep the low angles that invariance_test crops away (the crops are drawn in train's range).
+  d = _draws('invariance_nuisance', 256, 5)
+  assert float(np.min(d['crop_low'])) < 5.0 and float(np.max(d['crop_low'])) <= 24.0 + 1e-6
+
+
 def test_caglioti_parameters_are_latin_hypercube():
   cfg = params.config('train')
   d = _draws('train', 64, 4)

@@ -24,6 +24,21 @@ def test_head_shapes_and_aux():
   assert aux['embedding'].shape == (4, 16) and aux['projection'].shape == (4, 32)
 
 
+def test_heads_read_the_projection_when_asked():
+  """heads_input='projection': the heads' kernels take the projector's output (32 wide), and their logits move with
+  the projector's last layer; with the default they read the embedding (16 wide) and do not."""
+  x = jax.random.normal(jax.random.key(0), (4, 2000))
+  for heads_input, width in (('embedding', 16), ('projection', 32)):
+    model = _model().clone(heads_input=heads_input)
+    variables = model.init(jax.random.key(1), x)
+    assert variables['params']['crystal_system_head']['kernel'].shape == (width, 7)
+    params = dict(variables['params'])
+    params['projector_1'] = jax.tree.map(lambda w: w * 2.0, params['projector_1'])
+    before = model.apply(variables, x)[0]['crystal_system']
+    after = model.apply({**variables, 'params': params}, x)[0]['crystal_system']
+    assert bool(jnp.allclose(before, after)) == (heads_input == 'embedding')
+
+
 def test_space_group_distribution_and_consistency():
   rng = np.random.default_rng(0)
   logits = {'crystal_system': jnp.asarray(rng.normal(size=(50, 7)) * 3),

@@ -4,6 +4,10 @@ Four named distributions:
 - `train`: the paper's Table 1;
 - `invariance_test`: every random quantity drawn from a range that does not overlap the train range (the paper's
   invariance test set);
+- `invariance_nuisance`: invariance_test's unseen ranges for every effect that adds nuisance (shifts, widths,
+  shapes, noise, impurities, background), train's ranges for the effects that delete data (DELETING: the crops).
+  invariance_test crops every pattern below 24-30° 2θ, where a median fifth of the intensity and most of the
+  lowest-angle peaks lie; this set measures robustness to nuisance apart from robustness to missing data;
 - `ideal`: no augmentation, a fixed narrow profile;
 - `lab`: a laboratory diffractometer (Cu Kα, Bragg-Brentano): instrument Caglioti widths, crystallite-size and
   microstrain broadening, the Kα1/Kα2 doublet, sample displacement, preferred orientation, measured-looking
@@ -27,7 +31,10 @@ import ml_collections
 
 from difcon_jax import grid as grid_lib
 
-DISTRIBUTIONS = ('train', 'invariance_test', 'ideal', 'lab')
+DISTRIBUTIONS = ('train', 'invariance_test', 'invariance_nuisance', 'ideal', 'lab')
+# The effects that delete data (peaks or parts of the pattern) rather than add nuisance: `invariance_nuisance`
+# keeps train's ranges for them, so that it asks only whether a model is robust to unseen nuisance.
+DELETING = ('peak_crop_low', 'peak_crop_high', 'crop_low', 'crop_high')
 # Distributions rendered with the instrument and sample effects of kernel.render's lab branch.
 LAB_DISTRIBUTIONS = ('lab',)
 
@@ -67,6 +74,9 @@ def distribution(name: str) -> ml_collections.ConfigDict:
         background=(0.05, 0.08), dilation=(11, 20), counting_noise=(0.02, 0.04),
         crop_low=(24.0, 30.0), crop_high=(90.0, 100.0),
     )
+  elif name == 'invariance_nuisance':
+    train, test = distribution('train'), distribution('invariance_test')
+    d = {k: train[k] if k in DELETING else test[k] for k in test}
   elif name == 'ideal':
     d = dict(
         zero_shift=(0.0, 0.0), jitter=(0.0, 0.0), peak_crop_low=(0.0, 0.0), peak_crop_high=(180.0, 180.0),

@@ -97,6 +97,9 @@ class DifconNet(nn.Module):
   attention_layers: int = 2
   attention_heads: int = 4
   flatten_channels: int = 8
+  # What the classification heads read: 'embedding' (the projector's input, after a ReLU) or 'projection' (the
+  # projector's output, the representation the contrastive loss shapes).
+  heads_input: str = 'embedding'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -127,7 +130,12 @@ class DifconNet(nn.Module):
       h = nn.Dense(dim, use_bias=False, name=f'projector_{k}')(h)
       if k < len(self.projector_dims) - 1:
         h = nn.relu(nn.BatchNorm(use_running_average=not train, name=f'projector_norm_{k}')(h))
-    z = nn.relu(embedding)
+    if self.heads_input == 'embedding':
+      z = nn.relu(embedding)
+    elif self.heads_input == 'projection':
+      z = h
+    else:
+      raise ValueError(f'unknown heads_input {self.heads_input!r}: embedding or projection')
     logits = {
         'crystal_system': nn.Dense(7, name='crystal_system_head')(z),
         'extinction_group': nn.Dense(self.num_extinction_groups, name='extinction_group_head')(z),
@@ -146,4 +154,4 @@ def from_config(config) -> DifconNet:
       # Fields added after the first models were trained: their config.json lacks them.
       pooling=m.get('pooling', 'mean'), attention_layers=m.get('attention_layers', 2),
       attention_heads=m.get('attention_heads', 4), flatten_channels=m.get('flatten_channels', 8),
-      dtype=jnp.bfloat16 if m.bf16 else jnp.float32)
+      heads_input=m.get('heads_input', 'embedding'), dtype=jnp.bfloat16 if m.bf16 else jnp.float32)
