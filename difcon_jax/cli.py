@@ -4,7 +4,9 @@ Each CLI's main collects the problems of its flags with `Checks` and stops with 
 is allowed) and exit status 2 before reading or computing anything. Outputs are checked (and their folders
 created) first and written atomically, so a run never does its work and then loses it, or leaves half a file.
 Output and workdir paths may be local or in cloud storage (gs://, s3://): every read and write of them goes
-through etils.epath (`path`).
+through etils.epath (`path`). Every command parses its flags with `parse_flags`: `--help` exits 0, a flag may be
+spelt with dashes (--top-k for --top_k; help shows one spelling), and the libraries' log noise is hidden unless
+--verbosity is given.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ import os
 import sys
 import tempfile
 
+from absl import app
+from absl import flags
+from absl import logging
 from etils import epath
 
 from difcon_jax.crystallography import wavelength as wavelength_lib
+from difcon_jax.io import outputs
 
 USAGE_ERROR = 2  # exit status of a refused command line
 MAX_WAVELENGTH = 10.0  # Å; laboratory and synchrotron X-rays are 0.1-3 Å
 
 
-def is_local(path) -> bool:
-  """False for cloud storage (gs://bucket/...) and other URIs."""
-  return '://' not in os.fspath(path)
+is_local = outputs.is_local  # False for cloud storage (gs://bucket/...) and other URIs
 
 
 def path(p) -> epath.Path:
@@ -65,14 +69,20 @@ class Checks:
     return self.require(ok, flag, value, allowed)
 
   def wavelength(self, wavelength: float | None, anode: str | None, wavelength_flag: str = 'wavelength',
-                 allow_none: bool = False) -> float | None:
-    """The wavelength (Å) from --anode or --wavelength; records an error for a bad one."""
+                 allow_none: bool = False, wavelength_given: bool | None = None) -> float | None:
+    """The wavelength (Å) from --anode or --wavelength; records an error for a bad one, and for both given
+    (wavelength_given: whether --wavelength was on the command line; None: whether it is not None)."""
     if anode is not None:
       try:
-        return wavelength_lib.anode_wavelength(anode)
+        from_anode = wavelength_lib.anode_wavelength(anode)
       except ValueError:
         self.require(False, 'anode', anode, f'one of {", ".join(wavelength_lib.ANODES)}')
         return None
+      if wavelength is not None if wavelength_given is None else wavelength_given:
+        self.require(False, 'anode', anode, f'give --anode or --{wavelength_flag}, not both (--{wavelength_flag}='
+                     f'{wavelength} was given too)')
+        return None
+      return from_anode
     if self.number(wavelength_flag, wavelength, 0, MAX_WAVELENGTH, lo_open=True, allow_none=allow_none):
       return wavelength
     return None
@@ -85,6 +95,11 @@ class Checks:
       return self.require(_writable_remote(epath.Path(path).parent), flag, path, 'a path that can be written')
     if os.path.isdir(path):
       return self.require(False, flag, path, 'a file path, not a folder')
+    if outputs.kind(path) == 'stream':  # /dev/null, a FIFO, /dev/stdout: written into as a stream
+      return self.require(os.access(path, os.W_OK), flag, path, 'a device or FIFO that can be written')
+    if outputs.kind(path) == 'other':
+      return self.require(False, flag, path, 'a regular file, a character device or a FIFO (not a socket or a '
+                          'block device)')
     return self.require(_writable_dir(os.path.dirname(os.path.abspath(path))), flag, path,
                         'a file in a folder that exists or can be created, and can be written')
 
@@ -123,29 +138,27 @@ def _writable_remote(folder: epath.Path) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def atomic_write(path: str, mode: str = 'w', **kwargs):
-  """Opens a temporary file next to `path`; on success it replaces `path` in one step (never half written).
+# Every output file goes through io.outputs.write: regular files atomically (a temporary file renamed, never half
+# written), character devices, FIFOs and /dev/stdout-style links as streams (never replaced), cloud paths directly.
+atomic_write = outputs.write
 
-  In cloud storage an object appears only once its upload is complete, so there the file is written directly."""
-  if not is_local(path):
-    kwargs.pop('newline', None)
-    with epath.Path(path).open(mode, **kwargs) as f:
-      yield f
+
+def drop_closed_loop_reports() -> None:
+  """Hides the 'RuntimeError: Event loop is closed' tracebacks (dozens) that follow a failed checkpoint read: Orbax
+  closes the read's event loop at the first error while tensorstore's other reads are still completing, and their
+  callbacks into the closed loop are reported as unraisable exceptions after the error was handled. Only these
+  reports are dropped (sys.unraisablehook); every other one is shown."""
+  if getattr(sys.unraisablehook, 'drops_closed_loop', False):
     return
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
-  try:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it the permissions open() would
-    with os.fdopen(fd, mode, **kwargs) as f:
-      yield f
-    os.replace(tmp, path)
-  except BaseException:
-    with contextlib.suppress(OSError):
-      os.unlink(tmp)
-    raise
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == 'Event loop is closed':
+      return
+    previous(unraisable)
+
+  hook.drops_closed_loop = True
+  sys.unraisablehook = hook
 
 
 def quiet_broken_pipe() -> None:
@@ -153,3 +166,72 @@ def quiet_broken_pipe() -> None:
   with contextlib.suppress(OSError, ValueError):
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+
+
+HELP_FLAGS = ('-h', '-?', '-help', '--help', '-helpshort', '--helpshort', '-helpfull', '--helpfull', '-helpxml',
+              '--helpxml')
+# Libraries whose INFO records (JAX probing for a TPU, Orbax's steps of every save, TFDS's writer) are noise for
+# a user; for Orbax and TFDS their warnings too (Orbax warns about missing metadata on every resume). Errors
+# always show, and --verbosity (or -v) shows everything.
+QUIET_BELOW_WARNING = ('jax', 'jaxlib', 'flax', 'grain', 'etils', 'orbax', 'tensorflow_datasets')
+QUIET_BELOW_ERROR = ('orbax', 'tensorflow_datasets')
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parser for every command (app.run(main, flags_parser=cli.parse_flags)).
+
+  Differences: `--help` (and --helpfull, -h) exits with status 0 where absl exits 1; a defined flag spelt with
+  dashes is read as its one spelling (--top-k=3 as --top_k=3), so help lists each flag once; and, unless
+  --verbosity is given, the libraries' log noise is hidden (`quiet_library_logs`).
+  """
+  argv = [argv[0]] + _underscored(argv[1:])
+  try:
+    rest = app.parse_flags_with_usage(argv)
+  except SystemExit as e:
+    if e.code == 1 and any(a in HELP_FLAGS for a in argv[1:]):
+      sys.exit(0)  # help was asked for and given
+    raise
+  quiet_library_logs()
+  return rest
+
+
+def _underscored(args: list[str]) -> list[str]:
+  """--some-flag[=v] -> --some_flag[=v] where some_flag is a defined flag (arguments after '--' untouched)."""
+  out = list(args)
+  for i, a in enumerate(out):
+    if a == '--':
+      break
+    dashes = len(a) - len(a.lstrip('-'))
+    name, eq, value = a[dashes:].partition('=')
+    if dashes in (1, 2) and '-' in name:
+      for candidate in (name, name[2:] if name.startswith('no') else None):
+        if candidate and candidate.replace('-', '_') in flags.FLAGS and candidate not in flags.FLAGS:
+          out[i] = a[:dashes] + name.replace('-', '_') + eq + value
+          break
+  return out
+
+
+def _third_party(pathname: str, libraries) -> bool:
+  parts = pathname.replace('\\', '/').split('/')
+  return any(p in libraries for p in parts[:-1]) and 'difcon_jax' not in parts
+
+
+def _library_noise(record) -> bool:
+  """False for a record to hide: a library's INFO (or, for Orbax and TFDS, WARNING) record."""
+  if record.levelno >= logging.converter.STANDARD_ERROR:
+    return True
+  if _third_party(record.pathname, QUIET_BELOW_ERROR):
+    return False
+  return record.levelno >= logging.converter.STANDARD_WARNING or not _third_party(record.pathname,
+                                                                                    QUIET_BELOW_WARNING)
+
+
+def quiet_library_logs() -> None:
+  """Hides the libraries' log noise (QUIET_BELOW_WARNING, QUIET_BELOW_ERROR) unless --verbosity (-v) was given.
+
+  Only the display is filtered (absl's handler), so a debugging run with --verbosity=0 sees every record."""
+  if 'verbosity' in flags.FLAGS and flags.FLAGS['verbosity'].present:
+    return
+  handler = logging.get_absl_handler()
+  if _library_noise not in handler.filters:
+    handler.addFilter(_library_noise)

@@ -25,7 +25,12 @@ def paper_config() -> ml_collections.ConfigDict:
   c.augmentation = 'train'  # train, invariance_test or ideal
   c.static_augmentation = False  # CNNstatic: one fixed draw per example instead of a new one per step
   c.views = 0  # augmented views per example and step; 0: what the loss needs (2 with a contrastive loss, else 1)
+  # Examples per step over all devices. per_device_batch_size > 0 instead sets it per device, the global batch then
+  # being its product with the device count; the learning rate scales with the global batch when
+  # optimizer.reference_batch > 0 (train.learning_rate: lr x global batch / reference_batch, the linear rule of
+  # Goyal et al. 2017 that Barlow Twins' LARS recipe follows: 0.2 per 256).
   c.batch_size = 1024
+  c.per_device_batch_size = 0
   c.steps = 200_000
   c.log_every = 200
   c.eval_every = 5000
@@ -35,6 +40,10 @@ def paper_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.best_metric = 'equivariance/space_group_top1'
   c.ema_decay = 0.0
+  c.prefetch = 2  # batches placed on the devices ahead of the step, by a background thread
+  # A training loss above this (or not finite) stops the run before the next checkpoint: the last good checkpoint
+  # stays the latest.
+  c.max_loss = 1e4
   # pooling='flatten': the last positions, squeezed to flatten_channels by a 1x1 convolution, flattened into the
   # embedding (19.1 M parameters against 18.6 M with 'mean'). It beat global average pooling at equal CPU time in
   # the small network of configs/cpu.py (docs/results.md); at this width and data scale it is untested until an
@@ -42,10 +51,12 @@ def paper_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       stage_sizes=(2, 2, 2, 2), width=64, stem_stride=4, kernel_size=7, embedding_dim=512,
       projector_dims=(2048, 2048, 2048), norm='batch', bf16=True,
-      pooling='flatten', attention_layers=2, attention_heads=4, flatten_channels=8, heads_input='embedding'))
+      pooling='flatten', attention_layers=2, attention_heads=4, flatten_channels=8, heads_input='embedding',
+      # BatchNorm statistics per device (the default: no collective in the forward pass) or over the global batch.
+      cross_device_norm=False))
   c.optimizer = ml_collections.ConfigDict(dict(
       name='lars', learning_rate=0.2, warmup_steps=5000, final_lr_fraction=0.001, weight_decay=1.5e-6,
-      clip_norm=1.0))
+      clip_norm=1.0, reference_batch=0))
   c.loss = ml_collections.ConfigDict(dict(
       crystal_system=1.0, extinction_group=1.0, space_group=1.0,
       ssl='barlow_twins', ssl_weight=0.005, barlow_lambda=5e-3, temperature=0.1))

@@ -60,11 +60,14 @@ class SimulatedSet:
     batch_size: patterns per batch; examples: at most this many (None: the whole split).
     seed: the evaluation seed (config.eval_seed).
     mesh: devices that share a batch whose size they divide (None: one device).
+    cache: keep the rendered batches (on the devices) after the first pass, so that a trainer's periodic
+      evaluation renders its sets once (examples x bins x 4 bytes each).
   """
 
   def __init__(self, corpus: str, distribution: str, num_bins: int, two_theta_max: float, batch_size: int,
-               seed: int, examples: int | None = None, mesh=None, split: str = 'test'):
+               seed: int, examples: int | None = None, mesh=None, split: str = 'test', cache: bool = False):
     self.split = split
+    self._cache: list[Batch] | None = [] if cache else None
     self.data = input_pipeline.PeakBatches(corpus, split, batch_size, shuffle=False)
     self.count = min(self.data.size, examples or self.data.size)
     self.batch_size = batch_size
@@ -83,7 +86,17 @@ class SimulatedSet:
     return self.count
 
   def __iter__(self) -> Iterator[Batch]:
-    for s in range(-(-self.count // self.batch_size)):
+    batches = -(-self.count // self.batch_size)
+    if self._cache is not None and len(self._cache) == batches:
+      yield from self._cache
+      return
+    for batch in self._render_batches(batches):
+      if self._cache is not None:
+        self._cache.append(batch)
+      yield batch
+
+  def _render_batches(self, batches: int) -> Iterator[Batch]:
+    for s in range(batches):
       b = self.data.batch(s)  # the last batch wraps around to the split's start: padding
       n = min(self.batch_size, self.count - s * self.batch_size)
       b = {k: v for k, v in b.items() if k in ('index', 'two_theta', 'intensity', 'hkl', 'cell', *heads.HEADS)}
@@ -108,18 +121,25 @@ def grid_batches(x: np.ndarray, names: list[str], batch_size: int, space_groups=
                 {h: v[start:start + n] for h, v in labels.items()} if labels is not None else None, n)
 
 
-def read_measured(data_path: str, labels_path: str | None, grid, training_wavelength: float):
+def measured_items(data_path: str, labels_path: str | None) -> list[labelled.Item]:
+  """The patterns of a measured set as read: an .npz (Cu Kα, the layout of rruff_dev.npz) or a folder with
+  labels.csv (io/labelled.py). Raises PatternError when the set as a whole cannot be read."""
+  if data_path.endswith('.npz'):
+    return labelled.read_npz(data_path, wavelength_lib.CU_KA)  # the layout of rruff_dev.npz: Cu Kα
+  return labelled.read_folder(data_path, labels_path)
+
+
+def read_measured(data_path: str, labels_path: str | None, grid, training_wavelength: float,
+                  items: list[labelled.Item] | None = None):
   """A measured set on the model grid (inference.to_grid): an .npz (Cu Kα, the layout of rruff_dev.npz) or a folder
-  with labels.csv (io/labelled.py).
+  with labels.csv (io/labelled.py); items: the set already read by `measured_items` (None: read it here).
 
   Returns (patterns [N, bins], space groups [N], names [N], rows): rows has one entry per pattern of the set,
   {'file', 'status' ('ok' or 'error'), 'error', 'warning', 'space_group'}, the usable ones being the N in order.
   Raises PatternError when the set as a whole cannot be read.
   """
-  if data_path.endswith('.npz'):
-    items = labelled.read_npz(data_path, wavelength_lib.CU_KA)  # the layout of rruff_dev.npz: Cu Kα
-  else:
-    items = labelled.read_folder(data_path, labels_path)
+  if items is None:
+    items = measured_items(data_path, labels_path)
   grids, sgs, names, rows = [], [], [], []
   for item in items:
     row = {'file': item.name, 'status': 'error', 'error': item.error, 'warning': '',
@@ -148,16 +168,18 @@ def _rank(logits, k):
 def run(model: Callable, batches: Iterable[Batch], k: int = TOP_K, embeddings: bool = False) -> Predictions:
   """Ranks every pattern of a set: model(x [batch, bins]) -> (logits, aux) (inference.Model, or the trainer's
   jitted apply); k: labels ranked per head; embeddings: keep aux['embedding'] too."""
-  names, ranked, labels, emb = [], [], [], []
+  names, on_device, counts, labels = [], [], [], []
   for b in batches:
     logits, aux = model(b.x)
-    top = jax.device_get(_rank(logits, k))
-    ranked.append({h: (np.asarray(i[:b.count]), np.asarray(p[:b.count])) for h, (i, p) in top.items()})
+    on_device.append((_rank(logits, k), aux['embedding'] if embeddings else None))  # fetched once, at the end
+    counts.append(b.count)
     names += b.names
     if b.labels is not None:
       labels.append(b.labels)
-    if embeddings:
-      emb.append(np.asarray(jax.device_get(aux['embedding']))[:b.count])
+  fetched = jax.device_get(on_device)
+  ranked = [{h: (np.asarray(i[:n]), np.asarray(p[:n])) for h, (i, p) in top.items()}
+            for (top, _), n in zip(fetched, counts)]
+  emb = [np.asarray(e)[:n] for (_, e), n in zip(fetched, counts)] if embeddings else []
   cat = lambda parts: np.concatenate(parts) if parts else np.zeros((0, 0))
   return Predictions(
       names, {h: (cat([r[h][0] for r in ranked]), cat([r[h][1] for r in ranked])) for h in heads.HEADS},

@@ -20,7 +20,13 @@ true labels), crystal_system_confusion.png and, for the simulated sets, embeddin
 Figure 4 by difcon_jax.similarity: cosine similarities of embeddings of N random test structures x 8 augmentations,
 arranged consecutively; within / between / retrieval in metrics.json). Every
 number comes from the ranking predict writes (eval_sets.run, models.heads.rank), so top-1 <= top-5 and a
-pattern's row here is the row predict writes for it.
+pattern's row here is the row predict writes for it. --report=DIR also writes DIR/index.html (difcon_jax/report.py):
+the metrics, the confusion matrix, a sortable table with the true labels beside the predictions and, per pattern,
+its plots (a measured one as read and on the model grid; a simulated one as rendered) and ranked predictions.
+
+Without --corpus, the simulated sets take the corpus the model trained on; when that is not here (the bundled
+model's), the bundled sample corpus's test split (runs/sample_corpus, built on first use): the corpus splits by
+compound, so its test compounds are test compounds of every corpus built with the same test fraction.
 """
 
 from __future__ import annotations
@@ -33,21 +39,29 @@ import sys
 from absl import app
 from absl import flags
 from etils import epath
+import jax
 import numpy as np
 
 from difcon_jax import cli
 from difcon_jax import config_base
 from difcon_jax import eval_sets
+from difcon_jax import grid as grid_lib
 from difcon_jax import inference
 from difcon_jax import metrics as metrics_lib
+from difcon_jax import report
 from difcon_jax import similarity
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.data import corpus as corpus_lib
+from difcon_jax.data import sample as sample_lib
+from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
 
 FLAGS = flags.FLAGS
 HEADS = metrics_lib.HEADS
 FIGURE_VIEWS = 8  # renderings of each structure in the figure (the paper's eight)
+# What the command writes into --out (checked before any work against its inputs and the model's files).
+OUTPUT_FILES = ('patterns.csv', 'predictions.csv', 'metrics.json', 'crystal_system_confusion.png',
+                'embedding_similarity.png')
 
 
 def define_flags():
@@ -60,9 +74,12 @@ def define_flags():
   flags.DEFINE_string('corpus', None, 'Corpus for the simulated sets (default: the one the model trained on).')
   flags.DEFINE_string('data', None, 'Measured patterns for --set=experimental (.npz or folder).')
   flags.DEFINE_string('labels', None, 'labels.csv for a folder of measured patterns.')
-  flags.DEFINE_string('out', None, 'Output folder (default: CHECKPOINT/eval_SET).')
+  flags.DEFINE_string('out', None, 'Output folder (default: CHECKPOINT/eval_SET, or runs/eval_SET for the '
+                      'bundled model).')
   flags.DEFINE_integer('batch_size', 64, 'Patterns per model call.')
   flags.DEFINE_integer('figure_structures', 24, 'Structures in the embedding-similarity picture.')
+  flags.DEFINE_string('report', None, 'Also write an HTML report into this folder (DIR/index.html: metrics, '
+                      'confusion matrix, a sortable table with the true labels, plots and bars per pattern).')
 
 
 def confusion_png(m, path, title):
@@ -132,8 +149,48 @@ def write_csv(path: str, rows: list[dict]) -> None:
 
 
 def _out_dir() -> str:
-  """--out, else eval_SET inside the checkpoint, else (the bundled model) eval_SET in the current folder."""
-  return FLAGS.out or os.fspath(epath.Path(FLAGS.checkpoint or '.') / f'eval_{FLAGS.set}')
+  """--out, else eval_SET inside the checkpoint, else (the bundled model) runs/eval_SET in the current folder."""
+  return FLAGS.out or os.fspath(epath.Path(FLAGS.checkpoint or 'runs') / f'eval_{FLAGS.set}')
+
+
+def _keeping(batches, n: int, kept: list):
+  """The batches unchanged; the first n patterns they hold (x [count, bins], on the host) appended to `kept`."""
+  held = 0
+  for b in batches:
+    if held < n:
+      kept.append(np.asarray(jax.device_get(b.x))[:min(b.count, n - held)])
+      held += len(kept[-1])
+    yield b
+
+
+def report_entries(rows: list[dict], grid_x: np.ndarray, x: np.ndarray, items=None) -> list:
+  """The report's entries: rows (predictions.csv's, in order), the usable patterns on the grid x [>= shown, bins]
+  in the order of the usable rows (as many as the report shows), and for a measured set its items as read."""
+  read = {item.name: item for item in items or ()}
+  out, j = [], 0
+  for row in rows:
+    item = read.get(row['file'])
+    values = None
+    if row['status'] == 'ok':
+      values = x[j] if j < len(x) else None
+      j += 1
+    if len(out) < report.MAX_DETAILS:
+      out.append(report.entry(row['file'], row, item.pattern if item else None, item.wavelength if item else None,
+                              grid_x, values))
+    else:
+      out.append(report.Entry(row['file'], row))
+  return out
+
+
+def _listed_files() -> list[str]:
+  """The pattern files labels.csv lists (--set=experimental with a folder), which outputs must not overwrite."""
+  if FLAGS.set != 'experimental' or not FLAGS.labels or not FLAGS.data or not os.path.isdir(FLAGS.data):
+    return []
+  try:
+    with open(FLAGS.labels, newline='', encoding='utf-8-sig') as f:
+      return [os.path.join(FLAGS.data, r['file'].strip()) for r in csv.DictReader(f) if (r.get('file') or '').strip()]
+  except (OSError, UnicodeDecodeError, csv.Error, KeyError, AttributeError):
+    return []  # read again, and reported, with the set
 
 
 def check_flags() -> bool:
@@ -157,7 +214,13 @@ def check_flags() -> bool:
       corpus_lib.dataset_dir(FLAGS.corpus)
     except FileNotFoundError as e:
       checks.require(False, 'corpus', FLAGS.corpus, str(e).split(': ', 1)[-1])
-  checks.output_dir('out', _out_dir())
+  if checks.output_dir('out', _out_dir()):
+    files = {f'out {name}': os.fspath(epath.Path(_out_dir()) / name) for name in OUTPUT_FILES}
+    inputs = [p for p in (FLAGS.data, FLAGS.labels) if p and FLAGS.set == 'experimental'] + _listed_files()
+    for flag, path, why in outputs.clashes(files, inputs, inference.model_files(FLAGS.checkpoint))[:1]:
+      checks.require(False, flag, _out_dir(), f'{why} ({path})')
+  if FLAGS.report is not None:
+    checks.output_dir('report', FLAGS.report)
   return not checks.report('evaluate')
 
 
@@ -165,16 +228,22 @@ def main(argv):
   del argv
   if not check_flags():
     return cli.USAGE_ERROR
-  model = inference.Model(FLAGS.checkpoint, FLAGS.weights)
+  try:
+    model = inference.Model(FLAGS.checkpoint, FLAGS.weights)
+  except (FileNotFoundError, inference.ModelError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return cli.USAGE_ERROR
   print(f'model: {model.source}')
   out_dir = epath.Path(_out_dir())
   out_dir.mkdir(parents=True, exist_ok=True)
   eval_seed = model.config.get('eval_seed', config_base.paper_config().eval_seed)
   extra = {}
   failed = 0
+  items, kept = None, []
   if FLAGS.set == 'experimental':
     try:
-      x, sg, names, rows = eval_sets.read_measured(FLAGS.data, FLAGS.labels, model.grid, model.wavelength)
+      items = eval_sets.measured_items(FLAGS.data, FLAGS.labels)
+      x, sg, names, rows = eval_sets.read_measured(FLAGS.data, FLAGS.labels, model.grid, model.wavelength, items)
     except patterns_lib.PatternError as e:
       print(f'error: {e}', file=sys.stderr)
       return 1
@@ -189,33 +258,55 @@ def main(argv):
       return 1
     metrics, preds = eval_sets.evaluate(model, eval_sets.grid_batches(x, names, FLAGS.batch_size, sg))
     extra['skipped'] = failures
+    kept = [x]
   else:
     corpus = FLAGS.corpus or model.config.corpus
     try:
       corpus_lib.dataset_dir(corpus)
     except FileNotFoundError as e:
-      print(f'error: {e} (give --corpus)', file=sys.stderr)
-      return cli.USAGE_ERROR
+      if FLAGS.corpus is not None:
+        print(f'error: {e} (give --corpus)', file=sys.stderr)
+        return cli.USAGE_ERROR
+      print(f"the model's corpus {corpus} is not here: evaluating on the test split of the bundled sample corpus "
+            f'{sample_lib.CORPUS} (built on first use; --corpus=DIR for another)')
+      try:
+        corpus = sample_lib.corpus()
+      except (OSError, ValueError) as e:
+        print(f'error: cannot build the sample corpus in {sample_lib.CORPUS} ({e}); build one with `python -m '
+              f'difcon_jax.data.build --cifs {sample_lib.cif_dir()} --out DIR` and give --corpus=DIR', file=sys.stderr)
+        return cli.USAGE_ERROR
     rows = None
-    data = eval_sets.SimulatedSet(corpus, eval_sets.SIMULATED[FLAGS.set], model.config.num_bins,
-                                  model.config.two_theta_max, FLAGS.batch_size, eval_seed, mesh=model.mesh)
-    metrics, preds = eval_sets.evaluate(model, data)
+    try:
+      data = eval_sets.SimulatedSet(corpus, eval_sets.SIMULATED[FLAGS.set], model.config.num_bins,
+                                    model.config.two_theta_max, FLAGS.batch_size, eval_seed, mesh=model.mesh)
+    except corpus_lib.CorpusError as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 1
+    metrics, preds = eval_sets.evaluate(model, _keeping(data, report.MAX_DETAILS if FLAGS.report else 0, kept))
     shown = min(FLAGS.figure_structures, len(data))
     figure = similarity_png(model, corpus, shown, out_dir / 'embedding_similarity.png',
                             f'{shown} test structures x {FIGURE_VIEWS} invariance_test augmentations', eval_seed)
     extra.update(similarity_within_structure=figure['within'], similarity_between_structures=figure['between'],
                  similarity_retrieval_top1=figure['retrieval_top1'])
-  write_csv(out_dir / 'predictions.csv', prediction_rows(preds, rows))
+  predicted = prediction_rows(preds, rows)
+  write_csv(out_dir / 'predictions.csv', predicted)
   confusion_png(metrics['crystal_system_confusion'], out_dir / 'crystal_system_confusion.png',
                 f'{FLAGS.set}: crystal system (model step {model.step})')
   metrics.update(extra, set=FLAGS.set, model_step=model.step)
   with cli.atomic_write(out_dir / 'metrics.json') as f:
     json.dump(metrics, f, indent=1)
-  print(f"{FLAGS.set} ({metrics['examples']} patterns{f', {failed} left out' if failed else ''}): " + '  '.join(
-      f"{h} {metrics[f'{h}_top1']:.3f}/{metrics[f'{h}_top5']:.3f}" for h in HEADS) + f'  -> {out_dir}')
+  if FLAGS.report:
+    x_shown = np.concatenate(kept) if kept else np.zeros((0, model.grid.num_bins), np.float32)
+    page = report.write(FLAGS.report, report_entries(predicted, grid_lib.bin_centres(model.grid), x_shown, items),
+                        f'difcon-jax evaluation: {FLAGS.set} set', model.source, model.wavelength, metrics,
+                        os.fspath(out_dir / 'predictions.csv'))
+    print(f'report: {page}')
+  print(f"{FLAGS.set} ({metrics['examples']} patterns{f', {failed} left out' if failed else ''}), top-1 / top-5 "
+        'accuracy: ' + '; '.join(f"{h.replace('_', ' ')} {metrics[f'{h}_top1']:.3f} / {metrics[f'{h}_top5']:.3f}"
+                                 for h in HEADS) + f' -> {out_dir}')
   return 1 if failed else 0
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

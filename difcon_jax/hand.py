@@ -15,6 +15,8 @@ how often the predicted space group falls outside the predicted crystal system.
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 from absl import app
 from absl import flags
@@ -26,6 +28,8 @@ from difcon_jax import config_base
 from difcon_jax import grid as grid_lib
 from difcon_jax import metrics
 from difcon_jax.data import corpus as corpus_lib
+from difcon_jax.io import outputs
+from difcon_jax.io import patterns as patterns_lib
 
 FLAGS = flags.FLAGS
 HEADS = metrics.HEADS
@@ -117,12 +121,36 @@ def run(corpus: str, experimental: str | None = None, min_intensity: float = 0.0
   return results
 
 
+def check_flags() -> bool:
+  """Prints one line per bad flag; True when all are fine. Before any work."""
+  checks = cli.Checks()
+  try:
+    corpus_lib.dataset_dir(FLAGS.corpus)
+  except FileNotFoundError as e:
+    checks.require(False, 'corpus', FLAGS.corpus, str(e).split(': ', 1)[-1])
+  if FLAGS.experimental:
+    checks.require(os.path.isfile(FLAGS.experimental), 'experimental', FLAGS.experimental, 'an .npz file that exists')
+  if FLAGS.out and checks.output_dir('out', FLAGS.out):
+    corpus_files = [(os.path.join(FLAGS.corpus, name), f'the corpus\'s {name}') for name in (corpus_lib.NAME,
+                                                                                          'build_report.json')]
+    for flag, path, why in outputs.clashes({'out': os.path.join(FLAGS.out, 'metrics.json')},
+                                           [FLAGS.experimental] if FLAGS.experimental else [], corpus_files):
+      checks.require(False, flag, FLAGS.out, f'{why} ({path})')
+  return not checks.report('hand')
+
+
 def main(argv):
   del argv
   if not FLAGS.corpus:
     raise app.UsageError('--corpus is required')
-  results = run(FLAGS.corpus, FLAGS.experimental, FLAGS.min_intensity, FLAGS.trees, FLAGS.seed, FLAGS.eval_seed,
-                FLAGS.min_samples_leaf)
+  if not check_flags():
+    return cli.USAGE_ERROR
+  try:
+    results = run(FLAGS.corpus, FLAGS.experimental, FLAGS.min_intensity, FLAGS.trees, FLAGS.seed, FLAGS.eval_seed,
+                  FLAGS.min_samples_leaf)
+  except (corpus_lib.CorpusError, patterns_lib.PatternError) as e:
+    print(f'hand: error: {e}', file=sys.stderr)
+    return 1
   for name, m in results.items():
     print(f"HAND {name} ({m['examples']}): " + '  '.join(f"{h} {m[f'{h}_top1']:.3f}" for h in HEADS) +
           f"  SG outside predicted CS {m['space_group_outside_predicted_crystal_system']:.3f}")
@@ -135,4 +163,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

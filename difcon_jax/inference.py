@@ -12,11 +12,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
 
+from absl import logging
 from etils import epath
 import flax.serialization
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
@@ -26,6 +29,7 @@ from difcon_jax import cli
 from difcon_jax import grid as grid_lib
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import wavelength as wavelength_lib
+from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
 from difcon_jax.models import resnet1d
 
@@ -59,6 +63,11 @@ def to_grid(pattern: patterns_lib.Pattern, grid: ml_collections.ConfigDict, wave
     warnings.append(f'{pattern.path}: {int((~ok).sum())} points above 2θ = {limit:.2f}° (measured at {wl} Å) '
                     f'have no counterpart at {training_wavelength} Å: range truncated')
     tt, y = tt[ok], y[ok]
+  if not tt.size:
+    raise patterns_lib.PatternError(
+        f'{pattern.path}: measured at {wl} Å from {pattern.two_theta.min():.2f}° 2θ, all above {limit:.2f}°, the '
+        f'highest angle with a counterpart at the training wavelength {training_wavelength} Å: nothing to predict '
+        'on (is the wavelength right?)')
   lo, hi = grid.two_theta_min, grid.two_theta_max
   inside = (tt >= lo) & (tt <= hi)
   if inside.sum() < 10:
@@ -81,11 +90,29 @@ def to_grid(pattern: patterns_lib.Pattern, grid: ml_collections.ConfigDict, wave
 # The model that predict and evaluate use when no --checkpoint is given: an exported model inside the package.
 BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrained', 'default')
 _VARIABLES = 'variables.msgpack'
+# What a training workdir or an exported model holds: outputs of other commands must never overwrite these
+# (files, or folders whose contents are protected).
+MODEL_FILES = ('config.json', 'model.json', _VARIABLES, 'checkpoints', 'best', 'metrics.jsonl', 'final_metrics.json')
+
+
+class ModelError(ValueError):
+  """A model folder that cannot be used; the message is one line naming the file and the problem."""
+
+
+def model_files(path: str | None) -> list[tuple[str, str]]:
+  """(path, what) of the files and folders of a model folder (None: the bundled model) that outputs must not
+  overwrite, for io.outputs.clashes."""
+  folder = os.fspath(path or BUNDLED_MODEL)
+  return [(os.fspath(epath.Path(folder) / name), f"the model's {name}") for name in MODEL_FILES]
 
 
 class Model:
   """A trained DIFCON: from a training workdir (config.json and best or latest checkpoint) or an exported model
   (config.json, variables.msgpack and model.json, as `export` writes and the package bundles).
+
+  Every file is checked as it is read: a missing, cut or garbled file, a config.json this version cannot build or
+  that describes another network than the weights raise ModelError naming the file and the problem. In a training
+  workdir a checkpoint that cannot be restored is passed over, with a warning, for the one before it.
 
   Attributes:
     config: the training config.
@@ -97,23 +124,21 @@ class Model:
     """path: a local or cloud (gs://) folder; None: the bundled model. which: 'best' or 'latest' checkpoint of a
     training workdir."""
     path = os.fspath(path or BUNDLED_MODEL)
-    config_path = epath.Path(path) / 'config.json'
-    if not config_path.exists():
-      raise FileNotFoundError(f'{path}: no config.json (not a training workdir or an exported model, or '
-                              'training never started)')
-    self.config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-    self.model = resnet1d.from_config(self.config)
+    self.config, self.model, expected = read_config(path)
     self.grid = grid_lib.config(self.config.num_bins, grid_lib.TWO_THETA_MIN, self.config.two_theta_max)
     # Models trained before config.json recorded it were trained at the one wavelength there was.
     self.wavelength = float(self.config.get('wavelength', grid_lib.WAVELENGTH))
     if (epath.Path(path) / _VARIABLES).exists():
       variables, info = _read_exported(path)
-      self.step = int(info['step'])
+      self.step = info['step']
       bundled = cli.is_local(path) and os.path.abspath(path) == os.path.abspath(BUNDLED_MODEL)
       self.source = f"{'bundled model' if bundled else 'exported model'} {info.get('name', path)} (step {self.step})"
+      weights = epath.Path(path) / _VARIABLES
     else:
-      variables, self.step = _restore_workdir(path, which)
-      self.source = f'workdir {path} (step {self.step})'
+      variables, self.step, weights, damaged = _restore_checkpoint(path, which)
+      passed = f'; passed over {len(damaged)} damaged checkpoint(s): {damaged[0]}' if damaged else ''
+      self.source = f'workdir {path} (step {self.step}{passed})'
+    check_fits(variables, expected, weights, epath.Path(path) / 'config.json')
     self._apply = jax.jit(lambda v, x: self.model.apply(v, x, train=False))
     # Data parallel over all local devices: the batch is split along a 1-D mesh, the weights replicated.
     self.mesh = Mesh(np.array(jax.devices()), ('data',))
@@ -127,40 +152,180 @@ class Model:
     return self._apply(self.variables, x)
 
 
-def _restore_workdir(workdir: str, which: str) -> tuple[dict, int]:
-  """({'params', 'batch_stats'}, step) of the best (else latest) checkpoint; EMA weights when trained with EMA."""
+def _read_json(path: epath.Path) -> dict:
+  """A JSON object from a file; ModelError naming the file when it is missing, unreadable, not JSON or empty."""
+  try:
+    text = path.read_text()
+  except FileNotFoundError:
+    raise ModelError(f'{path}: missing') from None
+  except (OSError, UnicodeDecodeError) as e:
+    raise ModelError(f'{path}: cannot be read ({type(e).__name__}: {e})') from None
+  try:
+    value = json.loads(text)
+  except ValueError as e:
+    raise ModelError(f'{path}: not valid JSON ({e}); the file is damaged') from None
+  if not isinstance(value, dict) or not value:
+    raise ModelError(f'{path}: {"empty" if value == {} else "not a JSON object"} ({text.strip()[:40]!r})')
+  return value
+
+
+def read_config(path: str) -> tuple[ml_collections.ConfigDict, resnet1d.DifconNet, dict]:
+  """(config, network, the variables' expected shapes) of a model folder's config.json.
+
+  Raises:
+    FileNotFoundError: no config.json (not a model folder).
+    ModelError: a config.json that cannot be read, or from which no network can be built.
+  """
+  config_path = epath.Path(path) / 'config.json'
+  if not config_path.exists():
+    raise FileNotFoundError(f'{path}: no config.json (not a training workdir or an exported model, or '
+                            'training never started)')
+  raw = _read_json(config_path)
+  problems = []
+  bins, tt_max, wl = raw.get('num_bins'), raw.get('two_theta_max'), raw.get('wavelength', grid_lib.WAVELENGTH)
+  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+  if not (isinstance(bins, int) and not isinstance(bins, bool) and bins >= 1):
+    problems.append(f'num_bins={bins!r} (an integer at least 1)')
+  if not (number(tt_max) and 0 < tt_max < 180):
+    problems.append(f'two_theta_max={tt_max!r} (degrees, 0-180)')
+  if not (number(wl) and 0 < wl <= 10):
+    problems.append(f'wavelength={wl!r} (Å, 0-10)')
+  if not isinstance(raw.get('model'), dict):
+    problems.append(f'model={raw.get("model")!r} (the network\'s settings)')
+  if problems:
+    raise ModelError(f'{config_path}: {"; ".join(problems)}')
+  config = ml_collections.ConfigDict(raw)
+  try:
+    model = resnet1d.from_config(config)
+    expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, config.num_bins)), train=False))
+  except Exception as e:  # pylint: disable=broad-except  (any value the network cannot take is this file's error)
+    raise ModelError(f'{config_path}: no network can be built from it ({type(e).__name__}: '
+                     f'{str(e).splitlines()[0] if str(e) else ""})') from None
+  return config, model, expected
+
+
+def _shapes(tree) -> dict[str, tuple]:
+  """{'params/Conv_0/kernel': shape} of a tree of arrays (dict keys and list indices alike as text)."""
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  name = lambda keys: '/'.join(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in keys)
+  return {name(k): tuple(np.shape(v)) for k, v in flat}
+
+
+def check_fits(variables: dict, expected: dict, weights, config_path) -> None:
+  """Raises ModelError when the weights (from the file or folder `weights`) are not those of the network that
+  config.json describes (another model's config.json beside them, or weights of another version)."""
+  have = _shapes({k: variables.get(k, {}) for k in ('params', 'batch_stats')})
+  want = _shapes({k: expected.get(k, {}) for k in ('params', 'batch_stats')})
+  if have == want:
+    return
+  differ = sorted(k for k in set(have) & set(want) if have[k] != want[k])
+  missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+  if differ:
+    detail = f'{differ[0]} is {have[differ[0]]} there, {want[differ[0]]} by config.json'
+  elif missing:
+    detail = f'{len(missing)} array(s) missing there, e.g. {missing[0]}'
+  else:
+    detail = f'{len(extra)} array(s) config.json does not describe, e.g. {extra[0]}'
+  raise ModelError(f'{weights}: not the weights of the network in {config_path} ({detail}); '
+                   'config.json belongs to another model')
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip().splitlines()
+  return f'{type(e).__name__}: {text[0][:200]}' if text else type(e).__name__
+
+
+def _restore_checkpoint(workdir: str, which: str) -> tuple[dict, int, str, list[str]]:
+  """({'params', 'batch_stats'}, step, the checkpoint folder, the damaged checkpoints passed over) of the best
+  (else latest) checkpoint; EMA weights when trained with EMA. A checkpoint that cannot be restored (cut or
+  garbled files) is passed over with a warning for the next one (the latest checkpoints, newest first).
+
+  Raises:
+    FileNotFoundError: no checkpoint at all.
+    ModelError: none of the checkpoints can be restored; names each and its problem.
+  """
+  cli.drop_closed_loop_reports()  # a damaged checkpoint's read leaves dozens of harmless tracebacks behind
+  failed = []
+  options = ocp.CheckpointManagerOptions(read_only=True)  # reading never creates or deletes anything
   for name in ((which, 'checkpoints') if which == 'best' else ('checkpoints',)):
-    mngr = ocp.CheckpointManager(cli.path(workdir) / name)
-    step = mngr.best_step() if name == 'best' else mngr.latest_step()
-    if step is not None:
-      restored = mngr.restore(step, args=ocp.args.StandardRestore())
-      params = restored['ema_params'] if restored.get('ema_params') is not None else restored['params']
-      return {'params': params, 'batch_stats': restored['batch_stats']}, int(restored['step'])
+    folder = cli.path(workdir) / name
+    if not folder.is_dir():
+      continue
+    try:
+      mngr = ocp.CheckpointManager(folder, options=options)
+      steps = [mngr.best_step()] if name == 'best' else sorted(mngr.all_steps(), reverse=True)
+    except Exception as e:  # pylint: disable=broad-except  (a garbled checkpoint folder is that folder's error)
+      failed.append(f'{folder}: {_first_line(e)}')
+      continue
+    for step in steps:
+      if step is None:
+        continue
+      try:
+        restored = mngr.restore(step, args=ocp.args.StandardRestore())
+        params = restored['ema_params'] if restored.get('ema_params') is not None else restored['params']
+        variables = {'params': params, 'batch_stats': restored['batch_stats']}
+        step_done = int(restored['step'])
+      except Exception as e:  # pylint: disable=broad-except  (a damaged checkpoint: try the one before it)
+        failed.append(f'{folder / str(step)}: {_first_line(e)}')
+        logging.warning('%s: cannot be restored (%s); trying the checkpoint before it', folder / str(step),
+                        _first_line(e))
+        continue
+      return variables, step_done, os.fspath(folder / str(step)), failed
+  if failed:
+    raise ModelError(f'{workdir}: no checkpoint can be restored; {"; ".join(failed)}')
   raise FileNotFoundError(f'{workdir}: no checkpoint')
 
 
+def _restore_workdir(workdir: str, which: str) -> tuple[dict, int]:
+  """({'params', 'batch_stats'}, step) of the best (else latest) checkpoint that can be restored."""
+  variables, step, _, _ = _restore_checkpoint(workdir, which)
+  return variables, step
+
+
 def _read_exported(path: str) -> tuple[dict, dict]:
-  variables = flax.serialization.msgpack_restore((epath.Path(path) / _VARIABLES).read_bytes())
-  info = json.loads((epath.Path(path) / 'model.json').read_text())
+  """(variables, model.json) of an exported model, each file checked."""
+  weights = epath.Path(path) / _VARIABLES
+  try:
+    raw = weights.read_bytes()
+  except OSError as e:
+    raise ModelError(f'{weights}: cannot be read ({e.strerror or e})') from None
+  if not raw:
+    raise ModelError(f'{weights}: empty')
+  try:
+    variables = flax.serialization.msgpack_restore(raw)
+  except Exception as e:  # pylint: disable=broad-except  (msgpack raises many kinds for cut or garbled bytes)
+    raise ModelError(f'{weights}: not readable weights, the file is cut or damaged ({_first_line(e)})') from None
+  if not isinstance(variables, dict) or not isinstance(variables.get('params'), dict):
+    raise ModelError(f'{weights}: no params in it; not the weights of a model')
+  info = _read_json(epath.Path(path) / 'model.json')
+  step = info.get('step')
+  if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
+    raise ModelError(f"{epath.Path(path) / 'model.json'}: step={step!r} (an integer at least 0)")
   return variables, info
 
 
 def export(workdir: str, out: str, name: str, which: str = 'best') -> dict:
-  """Writes the inference weights of a training workdir (no optimiser state) as an exported model into out.
+  """Writes the inference weights of a training workdir (no optimiser state) as an exported model into out, each
+  file atomically (io.outputs.write), model.json last.
 
   Returns model.json's content: name, step, the workdir, parameter count and the date.
+  Raises FileNotFoundError (not a training workdir, no checkpoint) or ModelError (damaged).
   """
-  variables, step = _restore_workdir(workdir, which)
+  _, _, expected = read_config(workdir)
+  variables, step, weights, _ = _restore_checkpoint(workdir, which)
+  check_fits(variables, expected, weights, epath.Path(workdir) / 'config.json')
   variables = jax.tree.map(np.asarray, variables)
   out = epath.Path(out)
   out.mkdir(parents=True, exist_ok=True)
-  config = json.loads((epath.Path(workdir) / 'config.json').read_text())
-  (out / 'config.json').write_text(json.dumps(config, indent=1))
-  (out / _VARIABLES).write_bytes(flax.serialization.msgpack_serialize(variables))
+  with outputs.write(out / 'config.json') as f:
+    f.write(json.dumps(_read_json(epath.Path(workdir) / 'config.json'), indent=1))  # as the training wrote it
+  with outputs.write(out / _VARIABLES, 'wb') as f:
+    f.write(flax.serialization.msgpack_serialize(variables))
   info = {'name': name, 'step': step, 'workdir': os.fspath(cli.path(workdir)),
           'parameters': int(sum(x.size for x in jax.tree.leaves(variables['params']))),
           'date': datetime.date.today().isoformat()}
-  (out / 'model.json').write_text(json.dumps(info, indent=1))
+  with outputs.write(out / 'model.json') as f:
+    f.write(json.dumps(info, indent=1))
   return info
 
 

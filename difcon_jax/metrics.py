@@ -40,10 +40,15 @@ def accuracies(ranked: dict, labels: dict, ks=TOP_K) -> dict[str, float]:
           for k in ks}
 
 
-def outside_rate(crystal_system, space_group) -> float:
-  """Share of examples whose space group [N] (1-230) does not belong to their crystal system [N] (0-6)."""
-  cs_of_sg = np.array([spacegroups.crystal_system_index(int(s)) for s in np.asarray(space_group)], np.int64)
-  return float(np.mean(cs_of_sg != np.asarray(crystal_system))) if len(cs_of_sg) else 0.0
+def outside_rate(crystal_system, labels, head: str = 'space_group') -> float:
+  """Share of examples whose label [N] of `head` (a space group 1-230, or an extinction-group index) does not
+  belong to their crystal system [N] (0-6)."""
+  if head == 'space_group':
+    system_of = lambda s: spacegroups.crystal_system_index(int(s))
+  else:
+    system_of = lambda e: spacegroups.crystal_system_index(spacegroups.extinction_table().members[int(e)][0])
+  cs_of = np.array([system_of(x) for x in np.asarray(labels)], np.int64)
+  return float(np.mean(cs_of != np.asarray(crystal_system))) if len(cs_of) else 0.0
 
 
 def confusion(truth, pred, classes: int = 7) -> np.ndarray:
@@ -54,11 +59,11 @@ def confusion(truth, pred, classes: int = 7) -> np.ndarray:
 
 
 def summary(ranked: dict, labels: dict) -> dict:
-  """All metrics of a set: top-1/top-5 per head, the share of top space groups outside the top crystal system
-  (the consistency of the predictions), the crystal-system confusion and the number of examples."""
+  """All metrics of a set: top-1/top-5 per head, the shares of top extinction groups and top space groups outside
+  the top crystal system (the consistency of the predictions), the crystal-system confusion and the number of examples."""
   out = accuracies(ranked, labels)
-  out['space_group_outside_predicted_crystal_system'] = outside_rate(ranked['crystal_system'][:, 0],
-                                                                     ranked['space_group'][:, 0])
+  for h in ('extinction_group', 'space_group'):
+    out[f'{h}_outside_predicted_crystal_system'] = outside_rate(ranked['crystal_system'][:, 0], ranked[h][:, 0], h)
   out['crystal_system_confusion'] = confusion(labels['crystal_system'], ranked['crystal_system'][:, 0]).tolist()
   out['examples'] = int(len(labels['crystal_system']))
   return out

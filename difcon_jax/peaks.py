@@ -33,7 +33,7 @@ SECONDS_PER_FILE = 600  # a worker still busy with one file after this is stoppe
 def define_flags():
   """Command-line flags; defined only when run as a program, so that importing this module defines none."""
   flags.DEFINE_float('wavelength', wavelength_lib.CU_KA1, 'X-ray wavelength in Å.')
-  flags.DEFINE_string('anode', None, 'Anode (Cu, Mo, Co, Fe, Cr, Ag); overrides --wavelength.')
+  flags.DEFINE_string('anode', None, 'Anode (Cu, Mo, Co, Fe, Cr, Ag), instead of --wavelength.')
   flags.DEFINE_float('two_theta_min', 5.0, 'Lowest 2θ, degrees.')
   flags.DEFINE_float('two_theta_max', 90.0, 'Highest 2θ, degrees.')
   flags.DEFINE_enum('format', 'table', ['table', 'jsonl'], 'Output format.')
@@ -100,7 +100,7 @@ def _describe_job(args: tuple) -> dict:
 def check_flags() -> float | None:
   """The wavelength, or None after printing what is wrong with the flags."""
   checks = cli.Checks()
-  wl = checks.wavelength(FLAGS.wavelength, FLAGS.anode)
+  wl = checks.wavelength(FLAGS.wavelength, FLAGS.anode, wavelength_given=FLAGS['wavelength'].present)
   if checks.number('two_theta_min', FLAGS.two_theta_min, 0, 180, hi_open=True):
     checks.number('two_theta_max', FLAGS.two_theta_max, FLAGS.two_theta_min, 180, lo_open=True, hi_open=True)
   checks.number('default_b', FLAGS.default_b, 0, 100)
@@ -141,4 +141,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

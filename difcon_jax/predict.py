@@ -1,30 +1,41 @@
 r"""Batch prediction on measured powder patterns.
 
   python -m difcon_jax.predict [--checkpoint=DIR] --input=PATH [--input=PATH ...] [PATH ...] \
-      --output=preds.csv [--wavelength=1.5406 | --anode=Cu] [--top-k=5] [--embeddings=emb.npy]
+      --output=preds.csv [--wavelength=1.5406 | --anode=Cu] [--top_k=5] [--embeddings=emb.npy]
 
 Inputs are files, folders or globs (quote them). Each file gets one CSV row: the top-k crystal systems,
-extinction groups and space groups (number and symbol) with probabilities, the space groups led by those of
-the predicted crystal system. A file that cannot be used gets a row with its error, one line on stderr, and the
+extinction groups and space groups (number and symbol) with probabilities, the extinction groups and space groups
+led by those of the predicted crystal system. A file that cannot be used gets a row with its error, one line on stderr, and the
 rest still come out; the exit status is 1 when any failed. A file read with a doubt (NaN rows dropped, decimal
 commas, no wavelength) is predicted with the doubt in its row's `warning`. Flags and the output paths are checked
-before any work (exit status 2); the CSV and the embeddings are written atomically.
+before any work (exit status 2): an output that is one of the inputs, a file of the model or another output is
+refused. The CSV and the embeddings are written atomically (devices, FIFOs and /dev/stdout as streams). Folders
+and globs list each real file once and never loop through symlinks; a FIFO or device among the inputs gets an error
+row without being opened.
+
+What a person reads: for up to 20 files, a short table per file (top crystal systems, extinction groups with their
+space groups, top space groups with Hermann-Mauguin symbols, probabilities, warnings beside the file), else one
+line; the last line gives the counts, the CSV and the model. --format=summary writes a narrow CSV (the first label
+of each head, the ranked space groups in one cell) instead of the full one; --report=DIR writes DIR/index.html,
+a page with a sortable table and per file the pattern as read, the pattern the model saw and the ranked
+predictions as bars (difcon_jax/report.py).
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 import tqdm
 
 from difcon_jax import cli
 from difcon_jax import grid as grid_lib
 from difcon_jax.crystallography import spacegroups
+from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
 
 FLAGS = flags.FLAGS
@@ -38,10 +49,15 @@ def define_flags():
   flags.DEFINE_float('wavelength', None, 'Measurement wavelength, Å (else the file\'s, else Cu Kα).')
   flags.DEFINE_string('anode', None, 'Cu, Mo, Co, Fe, Cr or Ag (instead of --wavelength).')
   flags.DEFINE_integer('top_k', 5, 'Ranked labels per head.')
-  flags.DEFINE_alias('top-k', 'top_k')
   flags.DEFINE_string('embeddings', None, 'Write the embeddings of the good files here (.npy, rows in CSV order).')
   flags.DEFINE_integer('batch_size', 64, 'Patterns per model call.')
   flags.DEFINE_bool('remove_background', True, 'Subtract a SNIP background before prediction.')
+  flags.DEFINE_enum('format', 'full', ['full', 'summary'], 'CSV columns: full (top-k of every head, for '
+                    'programs) or summary (first label per head and the ranked space groups in one cell).')
+  flags.DEFINE_string('report', None, 'Also write an HTML report into this folder (DIR/index.html: plots of each '
+                      'pattern as read and as the model saw it, predictions as bars, a sortable table).')
+  flags.DEFINE_bool('check_cells', False, 'Also say whether a cell of the predicted crystal system indexes the '
+                    'picked peaks (columns cell_check, cell_check_m: its M20, cell_check_cell; difcon_jax/indexing).')
 
 
 def prepare(path, grid, wavelength, remove_background=True,
@@ -52,23 +68,31 @@ def prepare(path, grid, wavelength, remove_background=True,
   return g.values, g.warnings
 
 
-def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_background=True, progress=True):
-  """Rows (dicts, in input order) and the embeddings [good files, dim]."""
+def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_background=True, progress=True,
+                  views: int = 0, check_cells: bool = False):
+  """Rows (dicts, in input order), the embeddings [good files, dim] and the report entries of the first `views`
+  files (report.Entry: the pattern as read and on the model grid, decimated; [] when views is 0)."""
   from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top
   from difcon_jax import inference  # pylint: disable=g-import-not-at-top
-  rows, good, grid_values = [], [], []
-  for path in tqdm.tqdm(paths, desc='reading', unit='file', file=sys.stderr, disable=not progress):
+  from difcon_jax import report  # pylint: disable=g-import-not-at-top
+  rows, good, grid_values, seen = [], [], [], []
+  bar = tqdm.tqdm(paths, desc='reading', unit='file', file=sys.stderr, disable=not progress)
+  for path in bar:
+    pattern = None
     try:
-      values, warnings = prepare(path, model.grid, wavelength, remove_background, model.wavelength)
-      for w in warnings:
-        logging.warning('%s', w)
-      rows.append({'file': path, 'status': 'ok', 'error': '', 'warning': '; '.join(warnings)})
+      pattern = patterns_lib.read_pattern(path)
+      g = inference.to_grid(pattern, model.grid, wavelength, model.wavelength, remove_background)
+      rows.append({'file': path, 'status': 'ok', 'error': '', 'warning': '; '.join(g.warnings)})
       good.append(len(rows) - 1)
-      grid_values.append(values)
+      grid_values.append(g.values)
     except (patterns_lib.PatternError, ValueError, FloatingPointError) as e:
       msg = str(e) if str(e).startswith(path) else f'{path}: {e}'
       rows.append({'file': path, 'status': 'error', 'error': msg, 'warning': ''})
-      print(f'error: {msg}', file=sys.stderr)
+      bar.write(f'error: {msg}', file=sys.stderr)  # above the progress bar, not through it
+    if len(rows) <= views:  # the row itself is filled in below; the entry holds the same dict
+      ok = rows[-1]['status'] == 'ok'
+      seen.append(report.entry(path, rows[-1], pattern, wavelength, grid_lib.bin_centres(model.grid),
+                               grid_values[-1] if ok else None))
   x = np.stack(grid_values) if grid_values else np.zeros((0, model.grid.num_bins), np.float32)
   batches = eval_sets.grid_batches(x, [rows[i]['file'] for i in good], batch_size)
   preds = eval_sets.run(model, tqdm.tqdm(batches, desc='predicting', unit='batch', file=sys.stderr,
@@ -76,8 +100,12 @@ def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_backg
                         top_k, embeddings=True)
   for j, i in enumerate(good):
     rows[i].update(inference.prediction_columns(preds.ranked, j, top_k))
+  if check_cells:  # does the network's crystal system index the peaks? (indexing.check_columns)
+    from difcon_jax import indexing  # pylint: disable=g-import-not-at-top
+    for j, i in enumerate(good):
+      rows[i].update(indexing.check_columns(x[j], model.grid, rows[i]['crystal_system_1'], model.wavelength))
   emb = preds.embeddings if len(good) else np.zeros((0, 0), np.float32)
-  return rows, emb
+  return rows, emb, seen
 
 
 def check_flags() -> tuple[bool, float | None]:
@@ -88,7 +116,20 @@ def check_flags() -> tuple[bool, float | None]:
   checks.number('batch_size', FLAGS.batch_size, 1, integer=True)
   checks.output_file('output', FLAGS.output)
   checks.output_file('embeddings', FLAGS.embeddings, allow_none=True)
+  if FLAGS.report is not None:
+    checks.output_dir('report', FLAGS.report)
   return not checks.report('predict'), wl
+
+
+def check_outputs(paths: list[str], protected) -> bool:
+  """Prints one line per output that would destroy an input, a file of the model (protected: (path, what)) or the
+  other output; True when there is none. Before any work."""
+  checks = cli.Checks()
+  files = {'output': FLAGS.output, 'embeddings': FLAGS.embeddings,
+           'report': FLAGS.report and os.path.join(FLAGS.report, 'index.html')}
+  for flag, path, why in outputs.clashes(files, paths, protected):
+    checks.require(False, flag, path, why)
+  return not checks.report('predict')
 
 
 def main(argv):
@@ -103,25 +144,46 @@ def main(argv):
     print(f'error: no pattern files in {inputs}', file=sys.stderr)
     return 2
   from difcon_jax import inference  # pylint: disable=g-import-not-at-top
+  if not check_outputs(paths, inference.model_files(FLAGS.checkpoint)):
+    return cli.USAGE_ERROR
   try:
     model = inference.Model(FLAGS.checkpoint)
-  except FileNotFoundError as e:
+  except (FileNotFoundError, inference.ModelError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  rows, emb = predict_files(paths, model, wl, FLAGS.top_k, FLAGS.batch_size, FLAGS.remove_background)
-  fields = list(dict.fromkeys(k for r in rows for k in r))
-  with cli.atomic_write(FLAGS.output, newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-  if FLAGS.embeddings:
-    with cli.atomic_write(FLAGS.embeddings, 'wb') as f:
-      np.save(f, emb)
+  from difcon_jax import report  # pylint: disable=g-import-not-at-top
+  from difcon_jax import summary  # pylint: disable=g-import-not-at-top
+  rows, emb, seen = predict_files(paths, model, wl, FLAGS.top_k, FLAGS.batch_size, FLAGS.remove_background,
+                                  views=report.MAX_DETAILS if FLAGS.report else 0, check_cells=FLAGS.check_cells)
+  written = [summary.narrow(r) for r in rows] if FLAGS.format == 'summary' else rows
+  fields = list(dict.fromkeys(k for r in written for k in r))
+  try:
+    with cli.atomic_write(FLAGS.output, newline='') as f:
+      writer = csv.DictWriter(f, fieldnames=fields)
+      writer.writeheader()
+      writer.writerows(written)
+    if FLAGS.embeddings:
+      with cli.atomic_write(FLAGS.embeddings, 'wb') as f:
+        np.save(f, emb)
+  except outputs.OutputError as e:  # a full disk: one line, and no half-written file
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  if FLAGS.report:
+    # Files past the first MAX_DETAILS are in the page's table without plots.
+    seen += [report.Entry(r['file'], r) for r in rows[len(seen):]]
+    page = report.write(FLAGS.report, seen, 'difcon-jax predictions', model.source, model.wavelength,
+                        csv_path=FLAGS.output)
   failed = sum(r['status'] != 'ok' for r in rows)
-  print(f'{len(rows) - failed} predicted, {failed} failed -> {FLAGS.output} (model: {model.source})')
+  tables = summary.terminal(rows)
+  if tables:
+    print(tables + '\n')
+  counts = (f'{len(rows) - failed} predicted, {failed} failed' if tables else summary.overview(rows))
+  if FLAGS.report:
+    print(f'report: {page}')
+  print(f'{counts} -> {FLAGS.output} (model: {model.source})')
   return 1 if failed else 0
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

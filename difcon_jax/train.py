@@ -3,8 +3,10 @@ r"""Training: python -m difcon_jax.train --config=configs/<name>.py --workdir=DI
 Top to bottom: input -> model and optimiser -> restore -> the jitted step -> loop with periodic
 evaluation, checkpoints and logs. The step is a pure function (state, batch) -> (state, metrics); its randomness
 is jax.random.fold_in(state.rng, state.step), so a resumed run draws the same augmentations. Data parallel: one
-jit over a 1-D device mesh with the batch sharded and the state replicated (XLA inserts the gradient and
-BatchNorm all-reduces); several hosts join through jax.distributed.
+jit over a 1-D device mesh with the batch sharded and the state replicated; the views are rendered on the devices
+that hold their examples, and the gradient is computed per device under shard_map and all-reduced once per step
+as one flat vector (with the BatchNorm statistics and the metrics in a second, small one); several hosts join
+through jax.distributed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import flax
 import flax.struct
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 import numpy as np
@@ -42,6 +45,8 @@ from difcon_jax.data import input_pipeline
 from difcon_jax.models import heads
 from difcon_jax.models import resnet1d
 
+DATA_AXIS = 'data'  # the device mesh's one axis: the batch is split over it
+
 # Streams of jax.random.key(config.seed), split off by fold_in: the initial parameters, the per-step training
 # draws (folded with the step), and CNNstatic's fixed draws (folded with the example's index).
 INIT_STREAM, STEP_STREAM, STATIC_STREAM = 1, 2, 3
@@ -59,14 +64,32 @@ class TrainState(flax.struct.PyTreeNode):
 # ------------------------------------------------------------------------------------------------ building
 
 def create_model(config) -> resnet1d.DifconNet:
-  return resnet1d.from_config(config)
+  return resnet1d.from_config(config, norm_axis_name=DATA_AXIS)
 
 
-def create_optimizer(config) -> optax.GradientTransformation:
+def global_batch_size(config, device_count: int | None = None) -> int:
+  """Examples per step over all devices: config.per_device_batch_size x the device count when set, else
+  config.batch_size."""
+  per_device = config.get('per_device_batch_size', 0)
+  if per_device:
+    return per_device * (device_count or jax.device_count())
+  return config.batch_size
+
+
+def learning_rate(config, global_batch: int) -> float:
+  """The peak learning rate: optimizer.learning_rate, scaled linearly with the global batch when
+  optimizer.reference_batch is set (lr x global_batch / reference_batch)."""
   o = config.optimizer
+  reference = o.get('reference_batch', 0)
+  return o.learning_rate * global_batch / reference if reference else o.learning_rate
+
+
+def create_optimizer(config, global_batch: int | None = None) -> optax.GradientTransformation:
+  o = config.optimizer
+  lr = learning_rate(config, global_batch or config.batch_size)
   warmup = min(o.warmup_steps, max(config.steps - 1, 0))
-  schedule = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, warmup, max(config.steps, warmup + 1),
-                                                o.learning_rate * o.final_lr_fraction)
+  schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(config.steps, warmup + 1),
+                                                lr * o.final_lr_fraction)
   # Biases and norm parameters: no weight decay and (for LARS) no trust-ratio adaptation.
   mask = lambda params: jax.tree_util.tree_map_with_path(
       lambda path, x: x.ndim > 1 and 'scale' not in jax.tree_util.keystr(path), params)
@@ -116,42 +139,79 @@ def augment_views(config, batch, rng, aug_cfg, mesh=None):
   return jnp.stack([augment_kernel.augment_batch(k, tt, y, aug_cfg, mesh, hkl, cell) for k in keys])
 
 
-def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg, mesh=None):
-  rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-  views = augment_views(config, batch, rng, aug_cfg, mesh)
-  labels = {k: batch[k] for k in heads.HEADS}
-  w = config.loss
+def step_fields(config, aug_cfg, corpus_fields) -> tuple[str, ...]:
+  """The batch fields the step reads: peaks and labels; the index for CNNstatic's fixed draws; hkl and cell where
+  the augmentation orients crystallites and the corpus has them."""
+  fields = ['two_theta', 'intensity', *heads.HEADS]
+  if config.static_augmentation:
+    fields.append('index')
+  if aug_cfg.lab_effects:
+    fields += [f for f in input_pipeline.OPTIONAL_FIELDS if f in corpus_fields]
+  return tuple(fields)
 
-  def loss_fn(params):
-    stats = state.batch_stats
-    outs = []
-    n_views = views.shape[0]
-    for v in range(n_views):
-      (logits, aux), new = model.apply({'params': params, 'batch_stats': stats}, views[v], train=True,
+
+def local_gradients(params, batch_stats, views, labels, *, model, config):
+  """One device's share of the step, under shard_map over DATA_AXIS: (gradient of the global loss, new BatchNorm
+  statistics, metrics), each the same on every device.
+
+  views: [views, local batch, bins]; labels: {head: [local batch]}. The classification losses are this device's
+  means; the contrastive loss is computed on every device from the projections of the whole batch (all-gathered),
+  as Barlow Twins and SimCLR ask. Each device differentiates (its classification loss + the contrastive loss) /
+  devices with respect to its own copy of the parameters, so that the sum over devices is the gradient of the
+  global loss: one psum of the flattened gradient, the step's only large collective (the transpose of the
+  all-gather returns each device its projections' share of the contrastive gradient). BatchNorm statistics are
+  each device's own (or averaged by the network when config.model.cross_device_norm); their running averages and
+  the metrics are averaged over the devices in one small pmean.
+  """
+  devices = jax.lax.axis_size(DATA_AXIS)
+  w = config.loss
+  own = jax.lax.pcast(params, DATA_AXIS, to='varying')
+
+  def loss_fn(p):
+    stats, outs = batch_stats, []
+    for v in range(views.shape[0]):
+      (logits, aux), new = model.apply({'params': p, 'batch_stats': stats}, views[v], train=True,
                                        mutable=['batch_stats'])
       stats = new['batch_stats']
       outs.append((logits, aux))
-    parts = {}
-    for name in heads.HEADS:
-      parts[name] = sum(losses.classification_losses(lg, labels)[name] for lg, _ in outs) / n_views
+    parts = {name: sum(losses.classification_losses(lg, labels)[name] for lg, _ in outs) / len(outs)
+             for name in heads.HEADS}
     if w.ssl_weight > 0:
-      z1, z2 = outs[0][1]['projection'], outs[1][1]['projection']
+      z1, z2 = (jax.lax.all_gather(outs[i][1]['projection'], DATA_AXIS, tiled=True) for i in (0, 1))
       parts['ssl'] = (losses.barlow_twins(z1, z2, w.barlow_lambda) if w.ssl == 'barlow_twins'
                       else losses.nt_xent(z1, z2, w.temperature))
     total = (w.crystal_system * parts['crystal_system'] + w.extinction_group * parts['extinction_group']
              + w.space_group * parts['space_group'] + w.ssl_weight * parts.get('ssl', 0.0))
-    return total, (parts, stats, outs[0][0])
+    return total / devices, (total, parts, stats, outs[0][0])
 
-  (total, (parts, batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (_, (total, parts, stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(own)
+  flat, unflatten = ravel_pytree(grads)
+  grads = unflatten(jax.lax.psum(flat, DATA_AXIS))
+  step_metrics = {'loss': total, **{f'loss_{k}': v for k, v in parts.items()},
+                  **{f'accuracy_{h}': jnp.mean(metrics.hits_at_k(ranked, labels[h], 1))
+                     for h, (ranked, _) in heads.rank(logits, 1).items()}}
+  small, unflatten_small = ravel_pytree((stats, step_metrics))
+  stats, step_metrics = unflatten_small(jax.lax.pmean(small, DATA_AXIS))
+  return grads, stats, step_metrics
+
+
+def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg, mesh=None):
+  """(state, batch) -> (state, metrics). batch: {field: [global batch, ...]} split over mesh's DATA_AXIS (None:
+  the first device alone)."""
+  if mesh is None:
+    mesh = Mesh(np.array(jax.devices()[:1]), (DATA_AXIS,))
+  rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  views = augment_views(config, batch, rng, aug_cfg, mesh)  # [views, batch, bins]
+  labels = {k: batch[k] for k in heads.HEADS}
+  gradients = jax.shard_map(functools.partial(local_gradients, model=model, config=config), mesh=mesh,
+                            in_specs=(P(), P(), P(None, DATA_AXIS), P(DATA_AXIS)), out_specs=(P(), P(), P()))
+  grads, batch_stats, step_metrics = gradients(state.params, state.batch_stats, views, labels)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   ema = state.ema_params
   if ema is not None:
     ema = optax.incremental_update(params, ema, 1 - config.ema_decay)
-  step_metrics = {'loss': total, **{f'loss_{k}': v for k, v in parts.items()},
-             'grad_norm': optax.tree.norm(grads), 'param_norm': optax.tree.norm(params),
-             **{f'accuracy_{h}': jnp.mean(metrics.hits_at_k(ranked, labels[h], 1))
-                for h, (ranked, _) in heads.rank(logits, 1).items()}}
+  step_metrics = {**step_metrics, 'grad_norm': optax.tree.norm(grads), 'param_norm': optax.tree.norm(params)}
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
                             ema_params=ema)
   return new_state, step_metrics
@@ -162,23 +222,32 @@ def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg, me
 def _checkpoint_managers(workdir, config):
   path = cli.path(workdir) / 'checkpoints'
   latest = ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(
-      max_to_keep=config.keep_checkpoints, create=True, enable_async_checkpointing=False))
+      max_to_keep=config.keep_checkpoints, create=True, enable_async_checkpointing=True))
   best = ocp.CheckpointManager(cli.path(workdir) / 'best', options=ocp.CheckpointManagerOptions(
       max_to_keep=1, best_fn=lambda m: m[config.best_metric], best_mode='max', create=True,
-      enable_async_checkpointing=False))
+      enable_async_checkpointing=True))
   return latest, best
 
 
 def check_corpus(config) -> None:
-  """Raises train_checks.ConfigError (one line each) when the corpus is missing or was built for another grid
-  than the config's (wavelength, 2θ range): training on it would learn the wrong peak positions."""
+  """Raises train_checks.ConfigError (one line each) when the corpus is missing, damaged (a record file cut short),
+  lacks a split the run reads (train; test, which the evaluation renders), or was built for another grid than the
+  config's (wavelength, 2θ range): training on it would learn the wrong peak positions."""
   try:
     info = corpus_lib.metadata(config.corpus)
+    counts = corpus_lib.splits(config.corpus)
   except FileNotFoundError:
     raise train_checks.ConfigError(
         f'config.corpus={config.corpus}: no corpus there; build one with python -m difcon_jax.data.build '
         f'--cifs=DIR --out={config.corpus} (or --synthetic=N, see BUILD.md)') from None
+  except corpus_lib.CorpusError as e:
+    raise train_checks.ConfigError(f'config.corpus={config.corpus}: {e}') from None
   errors = []
+  for split, use in (('train', 'training'), ('test', 'the evaluation')):
+    if not counts.get(split):
+      errors.append(f'config.corpus={config.corpus}: no {split!r} split (the corpus has '
+                    f'{", ".join(f"{k} {v}" for k, v in counts.items()) or "no records"}), which {use} needs; build '
+                    'it from more structures (or another --test_fraction)')
   if info.get('wavelength') is not None and abs(float(info['wavelength']) - config.wavelength) > 1e-6:
     errors.append(f'config.wavelength={config.wavelength}: the corpus {config.corpus} holds peak lists at '
                   f'{info["wavelength"]} Å; build the corpus at the training wavelength (data.build --wavelength) '
@@ -191,15 +260,38 @@ def check_corpus(config) -> None:
 
 
 def restore_or_init(config, model, tx, workdir: str, replicated) -> tuple[TrainState, Any, Any]:
-  """(state on the devices, latest and best checkpoint managers): the latest checkpoint in workdir when there is
-  one, else a new state. Raises train_checks.ConfigError when the checkpoint holds another model."""
+  """(state on the devices, latest and best checkpoint managers): the latest checkpoint in workdir that can be
+  restored, else a new state. A checkpoint whose files are cut or garbled (a kill or a full disk during a save) is
+  moved aside to checkpoints/STEP.damaged, with a warning, and the one before it restored (Orbax keeps
+  config.keep_checkpoints). Raises train_checks.ConfigError when a checkpoint holds another model."""
   state = init_state(config, model, tx, jnp.zeros((1, config.num_bins)))
   logging.info('parameters: %s', f'{sum(x.size for x in jax.tree.leaves(state.params)):,}')
   latest, best = _checkpoint_managers(workdir, config)
-  if latest.latest_step() is not None:
-    train_checks.check_checkpoint_matches(state, str(latest.directory), latest.latest_step(), workdir)
-    state = latest.restore(latest.latest_step(), args=ocp.args.StandardRestore(state))
+  cli.drop_closed_loop_reports()  # a damaged checkpoint's read leaves dozens of harmless tracebacks behind
+  damaged = []
+  for step in sorted(latest.all_steps(), reverse=True):
+    try:
+      train_checks.check_checkpoint_matches(state, str(latest.directory), step, workdir)
+      restored = latest.restore(step, args=ocp.args.StandardRestore(state))
+    except train_checks.ConfigError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  (any damage to a checkpoint's files: use the one before)
+      reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+      aside = epath.Path(latest.directory) / f'{step}.damaged'
+      if jax.process_index() == 0:  # the folder is shared by all processes: one moves it
+        (epath.Path(latest.directory) / str(step)).rename(aside)
+      damaged.append(step)
+      logging.warning('%s/%d cannot be restored (%s: %s); moved to %s, resuming from the checkpoint before it',
+                      latest.directory, step, type(e).__name__, reason, aside)
+      continue
+    state = restored
     logging.info('restored step %d from %s', int(state.step), latest.directory)
+    break
+  if damaged:
+    latest.reload()  # the damaged steps are no longer checkpoints: their numbers can be saved again
+    if int(state.step) == 0:
+      logging.warning('%s: no checkpoint could be restored (damaged: %s); training starts from step 0',
+                      latest.directory, ', '.join(map(str, damaged)))
   return jax.device_put(state, replicated), latest, best
 
 
@@ -230,10 +322,10 @@ class Throughput:
       self.start, self.examples = time.time(), 0
 
 
-def augmentation_share(config, aug_cfg, local_batch, examples_per_s) -> float:
+def augmentation_share(config, aug_cfg, batch, examples_per_s) -> float:
   """Share of a training step spent generating its views (timed alone on this batch)."""
   fn = augment_kernel.make_augment_fn(aug_cfg)
-  tt, y = jnp.asarray(local_batch['two_theta']), jnp.asarray(local_batch['intensity'])
+  tt, y = batch['two_theta'], batch['intensity']
   fn(jax.random.key(0), tt, y).block_until_ready()
   t = time.time()
   for i in range(3):
@@ -243,26 +335,79 @@ def augmentation_share(config, aug_cfg, local_batch, examples_per_s) -> float:
   return float(min(1.0, num_views(config) * per_view * examples_per_s))
 
 
-def log_train_metrics(writer, config, done: int, metrics_now, rate: float, aug_share: float | None,
-                      last_saved, spent: dict) -> None:
-  """Writes and logs the step's training metrics; raises FloatingPointError at the first non-finite loss."""
-  metrics_now = jax.device_get(metrics_now)
-  if not np.isfinite(metrics_now['loss']):
-    raise FloatingPointError(f'loss is {metrics_now["loss"]} at step {done}; last good checkpoint: {last_saved}')
-  eta = (config.steps - done) * config.batch_size / rate if rate == rate and rate > 0 else float('nan')
+class IntervalMetrics:
+  """The training metrics summed on the devices over the steps since the last read (no host transfer per step),
+  and the largest loss since the last divergence check."""
+
+  def __init__(self):
+    self._sum, self._count, self._max_loss = None, 0, None
+
+  def add(self, step_metrics: dict) -> None:
+    self._sum = step_metrics if self._sum is None else jax.tree.map(jnp.add, self._sum, step_metrics)
+    self._count += 1
+    loss = step_metrics['loss']
+    self._max_loss = loss if self._max_loss is None else jnp.maximum(self._max_loss, loss)
+
+  def max_loss(self) -> float:
+    """The largest loss since the last call (-inf when no step ran since)."""
+    out = -np.inf if self._max_loss is None else float(jax.device_get(self._max_loss))
+    self._max_loss = None
+    return out
+
+  def read(self) -> dict:
+    """The mean of each metric over the steps since the last read."""
+    total = jax.device_get(self._sum)
+    out = {k: float(v) / max(self._count, 1) for k, v in total.items()}
+    self._sum, self._count = None, 0
+    return out
+
+
+class DivergedError(FloatingPointError):
+  """The training loss became non-finite or exceeded config.max_loss."""
+
+
+def check_loss(config, done: int, max_loss: float, last_saved) -> None:
+  """Raises DivergedError when the interval's largest loss is not finite or above config.max_loss."""
+  bound = config.get('max_loss', 0) or float('inf')
+  if not np.isfinite(max_loss) or max_loss > bound:
+    raise DivergedError(
+        f'loss is {max_loss:.4g} at step {done} (the largest since the last check; bound config.max_loss='
+        f'{bound:g}): training stopped before evaluating or saving; last good checkpoint: {last_saved}')
+
+
+def log_train_metrics(writer, config, done: int, means: dict, rate: float, aug_share: float | None,
+                      global_batch: int, spent: dict) -> None:
+  """Writes and logs the training metrics averaged over the logging interval."""
+  eta = (config.steps - done) * global_batch / rate if rate == rate and rate > 0 else float('nan')
   logging.info('step %d/%d  loss %.4f  cs %.3f  eg %.3f  sg %.3f  %.1f examples/s  aug %.0f%%  ETA %.0f s',
-               done, config.steps, metrics_now['loss'], metrics_now['accuracy_crystal_system'],
-               metrics_now['accuracy_extinction_group'], metrics_now['accuracy_space_group'], rate,
-               100 * (aug_share or 0.0), eta)
-  writer.write(done, {f'train/{k}': float(v) for k, v in metrics_now.items()} |
+               done, config.steps, means['loss'], means['accuracy_crystal_system'],
+               means['accuracy_extinction_group'], means['accuracy_space_group'], rate, 100 * (aug_share or 0.0),
+               eta)
+  writer.write(done, {f'train/{k}': v for k, v in means.items()} |
                {'train/examples_per_s': rate, 'train/augmentation_share': aug_share or 0.0} | spent)
+
+
+def _announce(line: str) -> None:
+  """A line for the person running the training, on stdout (process 0 only)."""
+  if jax.process_index() == 0:
+    print(line, flush=True)
+
+
+def result_line(last_eval: dict, step: int) -> str:
+  """The run's result in one line: held-out crystal-system top-1 per evaluation set, beside the share of the
+  commonest system."""
+  sets = [k.split('/')[0] for k in last_eval if k.endswith('/crystal_system_top1')]
+  return f'held-out crystal system top-1 at step {step}: ' + ';  '.join(
+      f"{name} {last_eval[f'{name}/crystal_system_top1']:.3f} (always answering the most common system: "
+      f"{last_eval.get(f'{name}/crystal_system_majority_share', float('nan')):.3f})" for name in sets)
 
 
 def make_eval_sets(config, mesh) -> dict[str, eval_sets.SimulatedSet]:
   """The periodic evaluation's sets: the test split under each of eval_sets.SIMULATED's distributions, with fixed
   draws (eval_seed)."""
   return {name: eval_sets.SimulatedSet(config.corpus, dist, config.num_bins, config.two_theta_max,
-                                       config.eval_batch_size, config.eval_seed, config.eval_examples, mesh)
+                                       config.eval_batch_size, config.eval_seed, config.eval_examples, mesh,
+                                       cache=True)
           for name, dist in eval_sets.SIMULATED.items()}
 
 
@@ -302,22 +447,30 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
     # Unset fields (None) are found by JAX from the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU).
     jax.distributed.initialize(coordinator_address=config.get('coordinator_address'),
                                num_processes=config.get('num_processes'), process_id=config.get('process_id'))
-  mesh = Mesh(np.array(jax.devices()), ('data',))
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  if config.batch_size % jax.device_count():
-    raise ValueError(f'batch size {config.batch_size} is not divisible by {jax.device_count()} devices')
+  mesh = Mesh(np.array(jax.devices()), (DATA_AXIS,))
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P(DATA_AXIS))
+  batch_size = global_batch_size(config)
+  if batch_size % jax.device_count():
+    raise ValueError(f'batch size {batch_size} is not divisible by {jax.device_count()} devices')
+  train_checks.check_memory(config, num_views(config), batch_size=batch_size)
+  workdir_lock = train_checks.lock_workdir(workdir)  # one training per workdir; held until this function returns
 
-  # Input.
-  train_data = input_pipeline.PeakBatches(config.corpus, 'train', config.batch_size, config.seed,
-                                          process_index=jax.process_index(), process_count=jax.process_count())
+  # Input: only the fields the step reads, gathered whole and placed on the devices by a background thread.
   aug_cfg = augment_params.config(config.augmentation, config.num_bins, config.two_theta_max)
+  fields = step_fields(config, aug_cfg, input_pipeline.fields_of(corpus_lib.data_sources(config.corpus)['train'][0]))
+  train_data = input_pipeline.PeakBatches(config.corpus, 'train', batch_size, config.seed,
+                                          process_index=jax.process_index(), process_count=jax.process_count(),
+                                          fields=fields)
 
   # Model, optimiser, state (restored from the workdir when it has a checkpoint).
-  model, tx = create_model(config), create_optimizer(config)
+  model, tx = create_model(config), create_optimizer(config, batch_size)
   state, latest, best = restore_or_init(config, model, tx, workdir, replicated)
   start = int(state.step)
   if start >= config.steps and (epath.Path(workdir) / 'final_metrics.json').exists():
     logging.info('%s: already trained to step %d of %d; nothing to do', workdir, start, config.steps)
+    final = json.loads((epath.Path(workdir) / 'final_metrics.json').read_text())
+    _announce(f'{workdir}: already trained to step {start} of {config.steps}; its result:')
+    _announce(result_line(final, start))
     return state, {}
   # The training's cost so far (this process's CPU seconds, all threads, and wall seconds, plus those of the runs
   # it resumes), in every log row and in final_metrics.json.
@@ -334,38 +487,46 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   writer = metric_writer.MetricWriter(workdir)
 
   def to_global(batch):
-    return {k: jax.make_array_from_process_local_data(sharded, np.asarray(v)) for k, v in batch.items()}
+    return {k: jax.make_array_from_process_local_data(sharded, v) for k, v in batch.items()}
 
   last_eval, aug_share = {}, None
-  throughput = Throughput(config.batch_size)
-  for step_now, local in train_data.prefetch(start):
+  throughput, interval = Throughput(batch_size), IntervalMetrics()
+  batches = train_data.prefetch(start, depth=config.get('prefetch', 2), place=to_global)
+  _announce(f'training steps {start + 1}-{config.steps} of {batch_size} examples; compiling the training step '
+            f'(the first step takes a minute or two on a CPU)...')
+  for step_now, batch in batches:
     if step_now >= config.steps:
       break
-    state, metrics_now = step_fn(state, to_global(local))
+    state, metrics_now = step_fn(state, batch)
+    interval.add(metrics_now)
     done = step_now + 1
     throughput.step_done(state)
-    if done % config.log_every == 0 or done == config.steps:
+    log_now = done % config.log_every == 0 or done == config.steps
+    eval_now = done % config.eval_every == 0 or done == config.steps
+    save_now = done % config.checkpoint_every == 0 or done == config.steps
+    if log_now or eval_now or save_now:
+      check_loss(config, done, interval.max_loss(), latest.latest_step())
+    if log_now:
       rate = throughput.rate(state)
       if aug_share is None and rate == rate:
-        aug_share = augmentation_share(config, aug_cfg, local, rate)
-      log_train_metrics(writer, config, done, metrics_now, rate, aug_share, latest.latest_step(), spent())
+        aug_share = augmentation_share(config, aug_cfg, batch, rate)
+      log_train_metrics(writer, config, done, interval.read(), rate, aug_share, batch_size, spent())
       throughput.reset()
-    if done % config.eval_every == 0 or done == config.steps:
+    if eval_now:
       last_eval = evaluate(state, apply_fn, sets)
       writer.write(done, last_eval)
       logging.info('eval step %d: %s', done, '  '.join(f'{k} {v:.3f}' for k, v in sorted(last_eval.items())))
       best.save(done, args=ocp.args.StandardSave(state), metrics=last_eval)
       throughput.reset()
-    if done % config.checkpoint_every == 0 or done == config.steps:
+    if save_now:
       latest.save(done, args=ocp.args.StandardSave(state))
       throughput.reset()
+  batches.close()
   latest.wait_until_finished()
   best.wait_until_finished()
   writer.close()
   if last_eval:
-    logging.info('held-out crystal system top-1 at step %d: %s', int(state.step), ';  '.join(
-        f"{name} {last_eval[f'{name}/crystal_system_top1']:.3f} (always answering the most common system: "
-        f"{last_eval[f'{name}/crystal_system_majority_share']:.3f})" for name in sets))
+    _announce(result_line(last_eval, int(state.step)))
   if jax.process_index() == 0:
     (epath.Path(workdir) / 'final_metrics.json').write_text(
         json.dumps({'step': int(state.step), **{k: float(v) for k, v in last_eval.items()}, **spent()}, indent=1))
@@ -377,7 +538,12 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   flags.DEFINE_string('workdir', None, 'Folder for checkpoints and logs (local or gs://); a run resumes from it.')
-  config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
+  # The configs of the repository (configs/ beside the package), listed in --help.
+  configs = sorted(p.name for p in (epath.Path(__file__).parent.parent / 'configs').glob('*.py'))
+  listed = ', '.join(f'configs/{name}' for name in configs) or 'none found beside the package'
+  config_flags.DEFINE_config_file('config', None, f'Training configuration file (required), one of: {listed}; '
+                                  'override its fields with --config.field=value.', lock_config=True)
+  flags.FLAGS['config'].default_as_str = None  # required: absl would show its default as 'None'
 
 
 def main(argv):
@@ -394,13 +560,17 @@ def main(argv):
     for line in str(e).splitlines():
       print(f'train: error: {line}', file=sys.stderr)
     return 2
+  except DivergedError as e:
+    print(f'train: error: {e}', file=sys.stderr)
+    return 1
   return 0
 
 
 def _parse_flags(argv):
-  """absl's parser, with an unknown --config.field refused in one line instead of a traceback."""
+  """The commands' parser (cli.parse_flags), with an unknown --config.field refused in one line instead of a
+  traceback."""
   try:
-    return app.parse_flags_with_usage(argv)
+    return cli.parse_flags(argv)
   except (AttributeError, KeyError) as e:
     key = str(e).strip('"\'')
     given = [a.split('=')[0] for a in argv if a.startswith('--config.') and a.split('=')[0].split('.')[-1] == key]

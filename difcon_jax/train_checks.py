@@ -2,19 +2,27 @@
 already in the workdir, and metrics.jsonl trimmed to the step a resumed run starts from.
 
 A mistaken rerun (a changed model shape on an existing workdir, `steps=-1`, `best_metric=nope`) is refused with
-one line per problem before config.json, checkpoints or logs are written, so the workdir stays usable.
+one line per problem before config.json, checkpoints or logs are written, so the workdir stays usable. So are a
+config file that cannot be loaded, a grid too coarse for the augmentation's peak windows, a batch that cannot fit
+in the devices' memory (`check_memory`), a workdir that holds an exported model or other files (`check_workdir`),
+and a second training in a workdir that one is already training in (`lock_workdir`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 
 from etils import epath
+import numpy as np
 
 from difcon_jax import cli
 from difcon_jax import eval_sets
+from difcon_jax import folder_lock
+from difcon_jax import grid as grid_lib
 from difcon_jax import metrics
+from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
 
 OPTIMIZERS = ('adamw', 'lars')
@@ -67,7 +75,36 @@ def config_errors(config) -> list[str]:
   stages = _get(config, 'model.stage_sizes')
   need(isinstance(stages, (tuple, list)) and len(stages) > 0 and all(isinstance(s, int) and s >= 1 for s in stages),
        'model.stage_sizes', 'a non-empty tuple of integers at least 1')
+  if not errors:
+    too_coarse = coarse_grid_error(config)
+    if too_coarse:
+      errors.append(too_coarse)
   return errors
+
+
+def _windows_fit(num_bins: int, two_theta_max: float, distributions) -> bool:
+  grid = grid_lib.config(num_bins, grid_lib.TWO_THETA_MIN, two_theta_max)
+  try:
+    for name in distributions:
+      augment_kernel.window_bins(grid, augment_params.profile_limits(name))
+  except ValueError:
+    return False
+  return True
+
+
+def coarse_grid_error(config) -> str | None:
+  """'config.num_bins=...: ...' when the bins are too wide for the peak windows of the augmentation the run renders
+  (training's and the evaluation sets'), else None. The windows' far zone must reach past their core, so a grid
+  needs bins narrower than a few peak widths."""
+  used = {config.augmentation, *eval_sets.SIMULATED.values()}
+  if _windows_fit(config.num_bins, config.two_theta_max, used):
+    return None
+  least = next(n for n in range(config.num_bins + 1, 10**7)
+               if _windows_fit(n, config.two_theta_max, used))
+  width = (config.two_theta_max - grid_lib.TWO_THETA_MIN) / config.num_bins
+  return (f'config.num_bins={config.num_bins}: bins of {width:.4g}° are too wide for the augmentation\'s peak '
+          f'profiles (a window must reach past its core); at least {least} bins over '
+          f'{grid_lib.TWO_THETA_MIN:g}-{config.two_theta_max:g}°')
 
 
 def _get(config, dotted: str):
@@ -81,8 +118,12 @@ def _get(config, dotted: str):
 
 
 def check_config(config) -> None:
-  """Raises ConfigError listing every bad field."""
-  errors = config_errors(config)
+  """Raises ConfigError listing every bad field, or naming a --config file that could not be loaded."""
+  try:
+    errors = config_errors(config)
+  except OSError as e:  # config_flags defers a file it could not load to the first use of the config
+    reason = [l.strip() for l in str(e).splitlines() if l.strip()][-1]
+    raise ConfigError(f'--config: the config file cannot be loaded ({reason})') from None
   if errors:
     raise ConfigError('\n'.join(errors))
 
@@ -97,11 +138,14 @@ def _shapes(tree) -> dict[str, tuple]:
 
 def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str) -> None:
   """Raises ConfigError when the checkpoint at `step` holds arrays of other names or shapes than `state` (a model,
-  optimiser or EMA setting that differs from the run that wrote the workdir)."""
+  optimiser or EMA setting that differs from the run that wrote the workdir), ValueError (or Orbax's error) when
+  its metadata cannot be read (a damaged checkpoint)."""
   import flax.serialization  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   metadata = ocp.StandardCheckpointer().metadata(cli.path(checkpoint_dir) / str(step) / 'default')
   saved = _shapes(getattr(metadata, 'item_metadata', metadata))
+  if not saved:  # Orbax reads damaged metadata as none: a damaged checkpoint, not another model
+    raise ValueError(f'{checkpoint_dir}/{step}: the checkpoint lists no arrays; its files are damaged')
   wanted = _shapes(flax.serialization.to_state_dict(state))
   if saved == wanted:
     return
@@ -121,11 +165,29 @@ def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str
                     f'nothing in {workdir} was changed.')
 
 
+# What a training workdir holds (besides eval_* folders of `evaluate` and hidden files): anything else means the
+# folder is not one, and training there would write config.json, checkpoints and logs among foreign files.
+RUN_FILES = ('config.json', 'metrics.jsonl', 'final_metrics.json', 'checkpoints', 'best', 'tensorboard')
+LOCK = 'train.lock'
+EXPORTED_FILES = ('variables.msgpack', 'model.json')  # an exported model (export, difcon_jax/pretrained/default)
+
+
 def check_workdir(workdir: str) -> None:
-  """Raises ConfigError when workdir (local or cloud) exists but is not a folder, or cannot be written."""
+  """Raises ConfigError when workdir (local or cloud) exists but is not a folder, cannot be written, holds an
+  exported model (its config.json would be overwritten and the model lost) or other files than a training's."""
   path = epath.Path(workdir)
   if path.exists() and not path.is_dir():
     raise ConfigError(f'--workdir={workdir}: a file, not a folder')
+  names = sorted(p.name for p in path.iterdir()) if path.exists() else []
+  exported = [n for n in EXPORTED_FILES if n in names]
+  if exported:
+    raise ConfigError(f'--workdir={workdir}: an exported model ({exported[0]} is there), not a training workdir; '
+                      'training would overwrite its config.json. Give a new --workdir; nothing was changed')
+  if 'config.json' not in names:
+    foreign = [n for n in names if n not in (*RUN_FILES, LOCK) and not n.startswith(('eval_', '.'))]
+    if foreign:
+      raise ConfigError(f'--workdir={workdir}: not a training workdir (it holds {", ".join(foreign[:3])}'
+                        f'{", ..." if len(foreign) > 3 else ""}); give a new or empty folder; nothing was changed')
   try:
     path.mkdir(parents=True, exist_ok=True)
     probe = path / '.write_test'
@@ -172,3 +234,95 @@ def time_spent(workdir: str, step: int) -> tuple[float, float]:
       if row.get('step', 0) <= step and 'train/cpu_s' in row:
         cpu, wall = float(row['train/cpu_s']), float(row['train/wall_s'])
   return cpu, wall
+
+
+def lock_workdir(workdir: str) -> folder_lock.Lock:
+  """Holds WORKDIR/train.lock for this training (on the first process only; every process of one run shares the
+  workdir): a second training in the same workdir would save into the first one's checkpoints and write its rows
+  into the same metrics.jsonl. Keep the returned lock while training; it is released when dropped or at exit, and
+  the lock of a process that died is taken over with a warning.
+
+  Raises:
+    ConfigError: another live process trains in this workdir (its pid and host named).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_index() != 0:
+    return folder_lock.Lock(None, None)
+  try:
+    return folder_lock.acquire(workdir, LOCK, 'a training')
+  except folder_lock.LockedError as e:
+    raise ConfigError(f'--workdir={e}') from None
+
+
+def host_memory() -> int:
+  """Bytes of physical memory of this host."""
+  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def device_memory() -> tuple[int, str]:
+  """(bytes one device can use, its description): the accelerator's limit (`memory_stats`), else (CPU devices,
+  which share the host's memory) the host's physical memory."""
+  import jax  # pylint: disable=g-import-not-at-top
+  device = jax.local_devices()[0]
+  try:
+    stats = device.memory_stats() or {}
+  except Exception:  # pylint: disable=broad-except  (backends without memory statistics)
+    stats = {}
+  if stats.get('bytes_limit'):
+    return int(stats['bytes_limit']), f'each {device.device_kind} device'
+  return host_memory(), 'this host'
+
+
+def bytes_per_example(config, views: int) -> int:
+  """A lower bound of the memory (bytes) one training example takes on its device: the activations the backward
+  pass keeps (the network's residuals, traced at batch sizes 1 and 2 without running anything) for each of its
+  views, and the rendered views themselves."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from difcon_jax.models import resnet1d  # pylint: disable=g-import-not-at-top
+  model = resnet1d.from_config(config)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, config.num_bins)), train=False))
+
+  def loss(params, stats, x):
+    out, _ = model.apply({'params': params, 'batch_stats': stats}, x, train=True, mutable=['batch_stats'])
+    return sum(jnp.sum(leaf.astype(jnp.float32)) for leaf in jax.tree.leaves(out))
+
+  def residual_bytes(batch: int) -> int:
+    x = jax.ShapeDtypeStruct((batch, config.num_bins), jnp.float32)
+    kept = jax.eval_shape(lambda p, s, x: jax.vjp(lambda p, x: loss(p, s, x), p, x)[1], variables['params'],
+                          variables.get('batch_stats', {}), x)
+    return sum(int(np.prod(leaf.shape)) * leaf.dtype.itemsize for leaf in jax.tree.leaves(kept))
+
+  per_view = residual_bytes(2) - residual_bytes(1)  # what grows with the batch (the weights' share cancels)
+  return views * (per_view + 4 * config.num_bins)
+
+
+def check_memory(config, views: int, memory: tuple[int, str] | None = None, batch_size: int | None = None) -> None:
+  """Raises ConfigError when the batch cannot fit: the examples each device holds times `bytes_per_example`
+  exceed its memory (an accelerator's limit, or the host's for CPU devices). Runs in a second or two, before any
+  data is read, instead of failing at the first step.
+
+  views: augmented views per example (train.num_views). memory: (bytes, what) to compare with (default
+  `device_memory()`). batch_size: the global batch (default config.batch_size).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  try:
+    per_example = bytes_per_example(config, views)
+  except Exception as e:  # pylint: disable=broad-except  (a network this grid cannot carry)
+    raise ConfigError(f'config.num_bins={config.num_bins}: the network cannot be built on this grid '
+                      f'({type(e).__name__}: {(str(e).splitlines() or [""])[0][:200]})') from None
+  available, where = memory or device_memory()
+  cpu = where == 'this host'
+  holders = jax.process_count() if cpu else jax.device_count()  # CPU devices of a host share its memory
+  batch = batch_size or config.batch_size
+  per_holder = -(-batch // holders)
+  need = per_holder * per_example
+  if need <= available:
+    return
+  fits = max(available // per_example, 0) * holders
+  per_device = config.get('per_device_batch_size', 0)
+  field = f'config.per_device_batch_size={per_device}' if per_device else f'config.batch_size={batch}'
+  raise ConfigError(f'{field}: a global batch of {batch} needs at least {need / 2**30:.1f} GiB on {where} '
+                    f'({per_holder} examples x {per_example / 2**20:.1f} MiB: the activations kept for the backward '
+                    f'pass of {views} view(s)), which has {available / 2**30:.1f} GiB; at most about {fits} examples '
+                    'fit')

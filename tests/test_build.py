@@ -89,3 +89,34 @@ def test_cli_without_cifs(tmp_path):
   out = subprocess.run([sys.executable, '-m', 'difcon_jax.data.build', '--cifs', str(tmp_path), '--out',
                         str(tmp_path / 'o')], capture_output=True, text=True)
   assert out.returncode == 2 and 'no .cif' in out.stderr and 'Traceback' not in out.stderr
+
+
+def test_the_same_command_again_reuses_the_corpus(cif_dir, tmp_path):
+  """The report records a digest of the inputs and settings; the CLI finds it and reuses the corpus in one line,
+  and any change of a file's bytes, of the file set or of a setting builds anew."""
+  import subprocess, sys
+  cifs = tmp_path / 'cifs'
+  shutil.copytree(cif_dir, cifs)
+  out = tmp_path / 'out'
+  report = build.build(str(cifs), str(out), workers=2, progress=False)
+  digest = build.cif_digest(str(cifs))
+  assert report['input_digest'] == digest and build.previous_build(str(out), digest)['written'] == report['written']
+  stamp = os.path.getmtime(os.path.join(report['dataset'], 'dataset_info.json'))
+  run = subprocess.run([sys.executable, '-m', 'difcon_jax.data.build', '--cifs', str(cifs), '--out', str(out)],
+                       capture_output=True, text=True)
+  lines = run.stdout.strip().splitlines()
+  assert run.returncode == 1  # broken.cif was skipped when the corpus was built, as the build's own status says
+  assert len(lines) == 1 and 'reusing the corpus' in lines[0] and digest[:12] in lines[0], run.stdout
+  assert os.path.getmtime(os.path.join(report['dataset'], 'dataset_info.json')) == stamp  # not rebuilt
+  # What changes the digest: a file's bytes, a new file, a setting.
+  quartz = cifs / 'quartz.cif'
+  quartz.write_text(quartz.read_text() + '\n')
+  assert build.cif_digest(str(cifs)) != digest and build.previous_build(str(out), build.cif_digest(str(cifs))) is None
+  quartz.write_text(quartz.read_text()[:-1])
+  assert build.cif_digest(str(cifs)) == digest
+  assert build.cif_digest(str(cifs), test_fraction=0.2) != digest
+  assert build.cif_digest(str(cifs), corpus.CorpusSpec(max_peaks=256)) != digest
+  shutil.copy(cifs / 'quartz.cif', cifs / 'quartz_copy.cif')
+  assert build.cif_digest(str(cifs)) != digest
+  assert build.synthetic_digest(10, 0, 'realistic', 40, corpus.CorpusSpec(), 0.1) != \
+      build.synthetic_digest(10, 1, 'realistic', 40, corpus.CorpusSpec(), 0.1)

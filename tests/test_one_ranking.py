@@ -49,6 +49,45 @@ def test_rank_starts_with_predict_and_keeps_the_predicted_system_first():
   assert (np.diff(top['crystal_system'][1], axis=1) <= 0).all()
 
 
+def test_extinction_groups_of_the_predicted_system_come_first():
+  """The extinction groups listed first belong to the first crystal system, best first by p(eg); the rest follow,
+  also by p(eg); probabilities are the extinction-group head's."""
+  logits = _logits(300, seed=2)
+  k = 12  # more than the groups of every system but orthorhombic's 44 and tetragonal's 31
+  top = jax.device_get(heads.rank(logits, k))
+  cs, (eg, eg_p) = top['crystal_system'][0][:, 0], top['extinction_group']
+  p = np.asarray(jax.nn.softmax(logits['extinction_group'], -1))
+  system_of = np.array([spacegroups.crystal_system_index(m[0]) for m in spacegroups.extinction_table().members])
+  for i in range(len(cs)):
+    n = min(int((system_of == cs[i]).sum()), k)
+    assert (system_of[eg[i]] == cs[i]).tolist() == [r < n for r in range(k)]
+    own = np.flatnonzero(system_of == cs[i])
+    assert eg[i, :n].tolist() == own[np.argsort(-p[i, own], kind='stable')][:n].tolist()
+    others = np.flatnonzero(system_of != cs[i])
+    assert eg[i, n:].tolist() == others[np.argsort(-p[i, others], kind='stable')][:k - n].tolist()
+    np.testing.assert_allclose(eg_p[i], p[i, eg[i]], rtol=1e-5)
+  m = metrics.summary({h: i for h, (i, _) in top.items()},
+                      metrics.labels_of_space_groups(np.random.default_rng(0).integers(1, 231, len(cs))))
+  assert m['extinction_group_outside_predicted_crystal_system'] == 0.0
+
+
+def test_quartz_like_logits_keep_the_extinction_group_in_the_system():
+  """Hexagonal first but a trigonal extinction group likelier (the case of a quartz pattern): the hexagonal group
+  is listed first, the trigonal one right after the hexagonal ones."""
+  n_eg = spacegroups.num_extinction_groups()
+  cs = np.zeros((1, 7))
+  cs[0, 5], cs[0, 4] = 2.0, 1.8  # hexagonal, then trigonal
+  eg = np.zeros((1, n_eg))
+  p3, p63mc = spacegroups.extinction_group(143), spacegroups.extinction_group(186)
+  eg[0, p3], eg[0, p63mc] = 3.0, 2.0
+  logits = {'crystal_system': jnp.asarray(cs), 'extinction_group': jnp.asarray(eg),
+            'space_group': tuple(jnp.zeros((1, m)) for m in heads.HEAD_SIZES)}
+  ranked = jax.device_get(heads.rank(logits, 10))['extinction_group'][0][0].tolist()
+  hexagonal = [i for i, m in enumerate(spacegroups.extinction_table().members) if 168 <= m[0] <= 194]
+  assert ranked[0] == p63mc and ranked[len(hexagonal)] == p3
+  assert int(heads.predict(logits)['extinction_group'][0]) == p63mc
+
+
 def test_rank_is_a_prefix_of_a_longer_rank():
   logits = _logits(50, seed=1)
   short, long = jax.device_get(heads.rank(logits, 3)), jax.device_get(heads.rank(logits, 40))
@@ -129,4 +168,6 @@ def test_evaluate_rows_are_predict_rows(measured_folder, tmp_path):
       hits = [any(r[f'{h}_{j}'] == r[truth] for j in range(1, k + 1)) for r in evaluated.values()]
       assert m[f'{h}_top{k}'] == pytest.approx(np.mean(hits))
     assert m[f'{h}_top1'] <= m[f'{h}_top5']
-  assert m['space_group_outside_predicted_crystal_system'] == 0.0  # the ranking keeps the predicted system first
+  # The ranking keeps the predicted system first.
+  assert m['space_group_outside_predicted_crystal_system'] == m['extinction_group_outside_predicted_crystal_system'] \
+      == 0.0

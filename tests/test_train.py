@@ -170,6 +170,27 @@ def test_eight_devices_match_one(tiny, tmp_path):
     np.testing.assert_allclose(got['8/' + k], got['1/' + k], rtol=2e-4, atol=2e-5, err_msg=k)
 
 
+def test_the_gradient_is_all_reduced_once_per_step(tiny):
+  """Compiled for 8 CPU devices, the step all-reduces the gradient once, as one vector of the parameters' size
+  (two views: a per-use reduction would send it twice), plus one small vector of BatchNorm statistics and metrics
+  (which XLA's combiner may merge into the first);
+  BatchNorm over the global batch (cross_device_norm) adds its per-layer reductions, which shows that the count
+  sees them."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
+  helper = os.path.join(os.path.dirname(__file__), 'train_helpers.py')
+  got = {}
+  for name, extra in (('local', []), ('cross', ['cross_device_norm'])):
+    run = subprocess.run([sys.executable, helper, 'collectives', tiny, *extra], env=env, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got[name] = json.loads(run.stdout.strip().splitlines()[-1])
+  local = got['local']
+  assert local['allreduce_sizes'][0] >= local['param_bytes'], local  # the gradient in one piece (XLA may fuse more in)
+  assert local['allreduce_bytes'] <= 1.1 * local['param_bytes'], local
+  assert local['allreduce_ops'] <= 8, local
+  assert got['cross']['allreduce_ops'] > local['allreduce_ops'] + 2, got['cross']
+
+
 def test_two_processes_match_one(tiny, tmp_path):
   """The multi-host path for real: two CPU processes joined by jax.distributed (gloo collectives), one device
   each, train two steps with checkpoints and evaluation; their parameters equal those of one process with two
@@ -318,3 +339,29 @@ def test_a_nan_loss_stops_the_run_at_that_step(tiny, tmp_path, monkeypatch):
   with pytest.raises(FloatingPointError, match='loss is nan at step 1'):
     train.train_and_evaluate(config, str(tmp_path))
   assert not list((tmp_path / 'checkpoints').glob('[0-9]*'))
+
+
+def test_a_loss_above_the_bound_stops_the_run_before_anything_is_saved(tiny, tmp_path):
+  """config.max_loss: a finite loss above it stops training (DivergedError, a FloatingPointError) at the first check,
+  before the evaluation and the checkpoint of that step; the last good checkpoint is named (none yet)."""
+  config = _small_config(tiny)
+  config.checkpoint_every = 1
+  config.max_loss = 1e-3  # every real loss is above it
+  with pytest.raises(train.DivergedError, match=r'at step 1 .*max_loss=0.001.*last good checkpoint: None'):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not list((tmp_path / 'checkpoints').glob('[0-9]*'))
+  assert not (tmp_path / 'final_metrics.json').exists()
+
+
+def test_interval_metrics_are_means_over_the_interval_and_the_largest_loss():
+  interval = train.IntervalMetrics()
+  for loss, acc in ((1.0, 0.5), (4.0, 0.0), (1.0, 1.0)):
+    interval.add({'loss': jnp.float32(loss), 'accuracy_crystal_system': jnp.float32(acc)})
+  assert interval.max_loss() == 4.0
+  assert interval.max_loss() == -np.inf  # reset by the check
+  means = interval.read()
+  assert means == pytest.approx({'loss': 2.0, 'accuracy_crystal_system': 0.5})
+  interval.add({'loss': jnp.float32(7.0), 'accuracy_crystal_system': jnp.float32(1.0)})
+  assert interval.read() == pytest.approx({'loss': 7.0, 'accuracy_crystal_system': 1.0})
+  interval.add({'loss': jnp.float32(np.nan), 'accuracy_crystal_system': jnp.float32(1.0)})
+  assert np.isnan(interval.max_loss())

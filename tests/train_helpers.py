@@ -60,6 +60,9 @@ def data_parallel_params(corpus_path: str, devices: int, steps: int = 2) -> dict
   import functools
   config = tiny_config(corpus_path, steps=steps)
   config.model.pooling = 'mean'
+  # BatchNorm over the global batch: with each device's own statistics (the default) 8 devices normalise by other
+  # statistics than one.
+  config.model.cross_device_norm = True
   config.optimizer.update(dict(name='lars', learning_rate=1.0, warmup_steps=0))
   data = input_pipeline.PeakBatches(config.corpus, 'train', config.batch_size, config.seed)
   mesh = Mesh(np.array(jax.devices()[:devices]), ('data',))
@@ -91,6 +94,16 @@ if __name__ == '__main__':
     flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
     np.savez(sys.argv[4], processes=jax.process_count(), devices=jax.device_count(),
              **{jax.tree_util.keystr(k): np.asarray(v) for k, v in flat})
+  elif sys.argv[1] == 'collectives':
+    # python tests/train_helpers.py collectives CORPUS [cross_device_norm]: the all-reduces of the compiled step of
+    # tiny_config on every visible device (benchmarks/collectives.py), as one JSON line.
+    import json
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'benchmarks'))
+    import collectives  # pylint: disable=g-import-not-at-top
+    config = tiny_config(sys.argv[2])
+    config.model.cross_device_norm = len(sys.argv) > 3
+    hlo, param_bytes = collectives.compiled_step_hlo(config)
+    print(json.dumps({**collectives.collective_stats(hlo), 'param_bytes': int(param_bytes)}))
   elif sys.argv[1] == 'train':
     # python tests/train_helpers.py train CORPUS WORKDIR STEPS: a run that saves at every step.
     from difcon_jax import train

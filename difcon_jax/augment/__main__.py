@@ -14,6 +14,8 @@ from absl import flags
 import jax
 import numpy as np
 
+from difcon_jax import cli
+
 FLAGS = flags.FLAGS
 
 
@@ -107,4 +109,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

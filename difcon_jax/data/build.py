@@ -9,15 +9,26 @@ and writes ``OUT/difcon_corpus/1.0.0``. A file that fails is skipped and listed 
 --on_mismatch=keep. Each file is read in a worker process with a memory cap (--memory_gb): one that crashes gemmi or
 spglib, needs more memory or hangs is skipped too, and the rest go on. Flags and --out are checked before any work;
 the exit status is 2 for a refused command line, 1 when any file was skipped (the corpus is still written).
+
+A rebuild into an existing --out writes the new corpus beside the old one (OUT/.building-*) and swaps it in only
+when complete, so a kill leaves the old corpus and its report as they were; build_report.json, whenever it exists,
+describes the corpus beside it. One build at a time per --out (OUT/.build.lock): a second is refused at once, and
+the lock of a build that died is taken over.
+
+build_report.json records a digest of the inputs (every CIF's path and bytes, or the synthetic draw's parameters)
+and of the settings that shape the corpus (flags, corpus format, package version). Running the same command again
+finds the corpus built from the same inputs and reuses it, saying so in one line; --rebuild builds it again.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 from absl import app
@@ -26,7 +37,9 @@ from absl import logging
 import numpy as np
 import tqdm
 
+import difcon_jax
 from difcon_jax import cli
+from difcon_jax import folder_lock
 from difcon_jax import grid as grid_lib
 from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import spacegroups
@@ -99,6 +112,63 @@ def _crashed(job: tuple, reason: str) -> dict:
 
 
 SECONDS_PER_FILE = 600  # a worker still busy with one CIF after this is stopped and the file skipped
+REPORT = 'build_report.json'
+
+
+def input_digest(settings: dict, paths: list[str] = (), root: str | None = None) -> str:
+  """sha256 (hex) of what a corpus is built from: `settings` (JSON-serialisable: the flags that shape records
+  and splits) with the corpus format and package version, and each file's path relative to root and its bytes."""
+  h = hashlib.sha256(json.dumps({**settings, 'corpus_version': corpus.VERSION,
+                                 'package_version': difcon_jax.__version__}, sort_keys=True).encode())
+  for path in paths:
+    h.update(os.path.relpath(path, root).encode() + b'\0')
+    with open(path, 'rb') as f:
+      h.update(hashlib.sha256(f.read()).digest())
+  return h.hexdigest()
+
+
+def _cif_settings(spec: corpus.CorpusSpec, default_b: float, on_mismatch: str, test_fraction: float) -> dict:
+  return {'spec': [spec.wavelength, spec.two_theta_max, spec.max_peaks], 'default_b': default_b,
+          'on_mismatch': on_mismatch, 'test_fraction': test_fraction}
+
+
+def cif_digest(cif_root: str, spec: corpus.CorpusSpec = corpus.CorpusSpec(), default_b: float = 0.0,
+               on_mismatch: str = 'skip', test_fraction: float = 0.1) -> str:
+  """input_digest of a build from a CIF folder with these settings (what `build` records)."""
+  return input_digest(_cif_settings(spec, default_b, on_mismatch, test_fraction), corpus.find_cifs(cif_root),
+                      cif_root)
+
+
+def synthetic_digest(count: int, seed: int, prior: str, max_atoms: int, spec: corpus.CorpusSpec,
+                     test_fraction: float) -> str:
+  """input_digest of a synthetic build (what `build_synthetic` records)."""
+  return input_digest({'synthetic': [count, seed, prior, max_atoms], 'spec': [spec.wavelength, spec.two_theta_max,
+                                                                                spec.max_peaks],
+                       'test_fraction': test_fraction})
+
+
+def previous_build(out: str, digest: str) -> dict | None:
+  """The report of the corpus in `out` when it was built from inputs with this digest and is still there, else
+  None (no corpus, another input, or a report from before digests were recorded)."""
+  try:
+    with open(os.path.join(out, REPORT)) as f:
+      report = json.load(f)
+    corpus.dataset_dir(out)
+  except (OSError, ValueError):
+    return None
+  return report if report.get('input_digest') == digest else None
+
+
+def lock_output(out: str) -> folder_lock.Lock:
+  """Holds OUT/.build.lock for this build (a second build into OUT is refused at once, not after its work), then
+  finishes or undoes what a build killed in OUT left (`recover`).
+
+  Raises:
+    folder_lock.LockedError: another live build writes into OUT (its pid and host named).
+  """
+  lock = folder_lock.acquire(out, LOCK, 'a corpus build')
+  recover(out)
+  return lock
 
 
 def check_output(out: str) -> None:
@@ -120,6 +190,7 @@ def build(cif_root: str, out: str, spec: corpus.CorpusSpec = corpus.CorpusSpec()
   paths = corpus.find_cifs(cif_root)
   if not paths:
     raise FileNotFoundError(f'{cif_root}: no .cif or .cif.gz files')
+  lock = lock_output(out)  # held until the corpus is written (released when this function returns)
   workers = workers or os.cpu_count() or 1
   jobs = [(p, cif_root, spec, default_b, on_mismatch, test_fraction) for p in paths]
   start = time.time()
@@ -130,8 +201,11 @@ def build(cif_root: str, out: str, spec: corpus.CorpusSpec = corpus.CorpusSpec()
     results.append(rec)
     bar.update()
   bar.close()
-  return write_corpus(results, out, spec, {'cif_root': os.path.abspath(cif_root), 'files': len(paths)},
-                      time.time() - start)
+  digest = input_digest(_cif_settings(spec, default_b, on_mismatch, test_fraction), paths, cif_root)
+  report = write_corpus(results, out, spec, {'cif_root': os.path.abspath(cif_root), 'files': len(paths),
+                                             'input_digest': digest}, time.time() - start)
+  lock.release()
+  return report
 
 
 def write_corpus(results: list[dict], out: str, spec: corpus.CorpusSpec, source: dict, elapsed: float,
@@ -151,20 +225,78 @@ def write_corpus(results: list[dict], out: str, spec: corpus.CorpusSpec, source:
     records[rec.pop('split')].append(rec)
 
   os.makedirs(out, exist_ok=True)
-  target = os.path.join(out, corpus.NAME, corpus.VERSION)
-  if os.path.exists(target):
-    logging.info('replacing %s', target)
-    shutil.rmtree(target)
-  dataset_dir = corpus.write(records, spec, out)
-  report = {
-      **source, 'dataset': dataset_dir,
-      'written': {s: len(v) for s, v in records.items()}, 'skipped': skipped, 'notes': notes,
-      'seconds': round(elapsed, 2), 'structures_per_second': round(len(results) / max(elapsed, 1e-9), 1),
-      'spec': {'wavelength': spec.wavelength, 'two_theta_max': spec.two_theta_max, 'max_peaks': spec.max_peaks},
-  }
-  with cli.atomic_write(os.path.join(out, 'build_report.json')) as f:
-    json.dump(report, f, indent=1)
+  recover(out)
+  # Built beside the corpus it replaces and swapped in only when complete: until then the old corpus and its
+  # report stay as they were, and a kill leaves them (or, during the swap itself, what `recover` puts back).
+  staging = tempfile.mkdtemp(dir=out, prefix=STAGING)
+  try:
+    corpus.write(records, spec, staging)
+    report = {
+        **source, 'dataset': os.path.join(os.path.abspath(out), corpus.NAME, corpus.VERSION),
+        'written': {s: len(v) for s, v in records.items()}, 'skipped': skipped, 'notes': notes,
+        'seconds': round(elapsed, 2), 'structures_per_second': round(len(results) / max(elapsed, 1e-9), 1),
+        'spec': {'wavelength': spec.wavelength, 'two_theta_max': spec.two_theta_max, 'max_peaks': spec.max_peaks},
+    }
+    with cli.atomic_write(os.path.join(staging, REPORT)) as f:
+      json.dump(report, f, indent=1)
+    _swap_in(staging, out)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
   return report
+
+
+STAGING = '.building-'  # OUT/.building-XXXX: a corpus being written
+PREVIOUS = '.previous'  # OUT/.previous: the corpus being replaced, during the swap
+LOCK = '.build.lock'  # held by the one build writing into OUT
+
+
+def _swap_in(staging: str, out: str) -> None:
+  """Replaces OUT's corpus and report by staging's, in renames within OUT. The report leaves first and comes back
+  last, so build_report.json, whenever it exists, describes the corpus beside it."""
+  target = os.path.join(out, corpus.NAME, corpus.VERSION)
+  previous = os.path.join(out, PREVIOUS)
+  shutil.rmtree(previous, ignore_errors=True)
+  os.makedirs(previous)
+  if os.path.exists(os.path.join(out, REPORT)):
+    os.replace(os.path.join(out, REPORT), os.path.join(previous, REPORT))
+  if os.path.exists(target):
+    os.rename(target, os.path.join(previous, 'dataset'))
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  os.rename(os.path.join(staging, corpus.NAME, corpus.VERSION), target)
+  os.replace(os.path.join(staging, REPORT), os.path.join(out, REPORT))
+  shutil.rmtree(previous)
+
+
+def recover(out: str) -> None:
+  """Finishes or undoes a swap that a kill interrupted, and removes what unfinished builds left in OUT: the old
+  corpus comes back when the new one never arrived; a new corpus whose report was still staged gets it."""
+  target = os.path.join(out, corpus.NAME, corpus.VERSION)
+  previous = os.path.join(out, PREVIOUS)
+  report = os.path.join(out, REPORT)
+  staged = [os.path.join(out, n) for n in sorted(os.listdir(out)) if n.startswith(STAGING)]
+  if os.path.isdir(previous):
+    old_dataset, old_report = os.path.join(previous, 'dataset'), os.path.join(previous, REPORT)
+    if not os.path.exists(target) and os.path.isdir(old_dataset):  # stopped between the two renames
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      os.rename(old_dataset, target)
+      if os.path.exists(old_report) and not os.path.exists(report):
+        os.replace(old_report, report)
+      logging.warning('%s: a build was stopped while swapping its corpus in; the previous corpus is back', out)
+    elif os.path.exists(target) and not os.path.exists(report):
+      if os.path.isdir(old_dataset) or not os.path.exists(old_report):
+        # The new corpus is in place; its report is in the staging folder its corpus has left.
+        for folder in staged:
+          if os.path.exists(os.path.join(folder, REPORT)) and not os.path.exists(os.path.join(folder, corpus.NAME,
+                                                                                                corpus.VERSION)):
+            os.replace(os.path.join(folder, REPORT), report)
+            logging.warning('%s: a build was stopped after swapping its corpus in; its report is now beside it',
+                            out)
+            break
+      else:  # stopped before the old corpus moved: it is still in place, so is its report
+        os.replace(old_report, report)
+    shutil.rmtree(previous, ignore_errors=True)
+  for folder in staged:
+    shutil.rmtree(folder, ignore_errors=True)
 
 def _synthetic_record(outcome: synthetic.Outcome, spec: corpus.CorpusSpec, test_fraction: float) -> tuple:
   """(record or {'source_id', 'error'}, failed draws) of one synthetic structure; runs in a worker."""
@@ -187,6 +319,8 @@ def build_synthetic(count: int, out: str, seed: int = 0, prior: str = 'realistic
   The same (count, seed, prior) gives the same corpus whatever the number of workers; the report lists the
   failed draws per space group.
   """
+  check_output(out)
+  lock = lock_output(out)  # held until the corpus is written (released when this function returns)
   start = time.time()
   finish = functools.partial(_synthetic_record, spec=spec, test_fraction=test_fraction)
   results, failures = [], []
@@ -194,8 +328,11 @@ def build_synthetic(count: int, out: str, seed: int = 0, prior: str = 'realistic
     results.append(rec)
     failures += fails
   source = {'synthetic': {'count': count, 'seed': seed, 'prior': prior, 'max_atoms': max_atoms,
-                          'failed_draws': synthetic.failure_summary(failures)}, 'files': count}
-  return write_corpus(results, out, spec, source, time.time() - start)
+                          'failed_draws': synthetic.failure_summary(failures)}, 'files': count,
+            'input_digest': synthetic_digest(count, seed, prior, max_atoms, spec, test_fraction)}
+  report = write_corpus(results, out, spec, source, time.time() - start)
+  lock.release()
+  return report
 
 
 FLAGS = flags.FLAGS
@@ -220,6 +357,8 @@ def define_flags():
   flags.DEFINE_enum('on_mismatch', 'skip', ['skip', 'keep'],
                     'What to do with a CIF whose declared space group disagrees with its atoms.')
   flags.DEFINE_float('memory_gb', workers_lib.DEFAULT_MEMORY_LIMIT / 2**30, 'Memory cap per worker, GiB.')
+  flags.DEFINE_bool('rebuild', False, 'Build even when --out holds a corpus built from the same inputs and settings '
+                    '(by default that one is reused).')
 
 
 def check_flags() -> bool:
@@ -251,6 +390,18 @@ def main(argv):
     return cli.USAGE_ERROR
   spec = corpus.CorpusSpec(max_peaks=FLAGS.max_peaks, wavelength=FLAGS.wavelength,
                            two_theta_max=FLAGS.two_theta_max)
+  what = 'synthetic structures' if FLAGS.synthetic else 'CIFs'
+  if not FLAGS.rebuild:
+    if FLAGS.synthetic:
+      digest = synthetic_digest(FLAGS.synthetic, FLAGS.seed, FLAGS.prior, FLAGS.max_atoms, spec, FLAGS.test_fraction)
+    else:
+      digest = cif_digest(FLAGS.cifs, spec, FLAGS.default_b, FLAGS.on_mismatch, FLAGS.test_fraction)
+    report = previous_build(FLAGS.out, digest)
+    if report is not None:
+      print(f"{FLAGS.out}: reusing the corpus built from the same {report['files']} {what} and settings (train "
+            f"{report['written']['train']}, test {report['written']['test']}, skipped {len(report['skipped'])}; "
+            f"input digest {digest[:12]} in {REPORT}); --rebuild builds it again")
+      return 1 if report['skipped'] else 0
   try:
     if FLAGS.synthetic:
       report = build_synthetic(FLAGS.synthetic, FLAGS.out, FLAGS.seed, FLAGS.prior, spec, FLAGS.workers,
@@ -258,18 +409,17 @@ def main(argv):
     else:
       report = build(FLAGS.cifs, FLAGS.out, spec, FLAGS.workers, FLAGS.default_b, FLAGS.on_mismatch,
                      FLAGS.test_fraction, memory_limit=int(FLAGS.memory_gb * 2**30))
-  except (FileNotFoundError, ValueError) as e:
+  except (FileNotFoundError, ValueError, folder_lock.LockedError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   for item in report['skipped']:
     print(f"skipped {item['reason']}", file=sys.stderr)
-  what = 'synthetic structures' if FLAGS.synthetic else 'CIFs'
   print(f"{report['files']} {what} -> train {report['written']['train']}, test {report['written']['test']}, "
         f"skipped {len(report['skipped'])} ({report['structures_per_second']} structures/s); "
-        f"dataset {report['dataset']}; report {os.path.join(FLAGS.out, 'build_report.json')}")
+        f"dataset {report['dataset']}; report {os.path.join(FLAGS.out, REPORT)}")
   return 1 if report['skipped'] else 0
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -42,6 +42,7 @@ import numpy as np
 import spglib
 import tqdm
 
+from difcon_jax import cli
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure as structure_lib
 from difcon_jax.data import elements as elements_lib
@@ -496,4 +497,4 @@ def _valid_prior(value: str) -> bool:
 if __name__ == '__main__':
   from absl import app  # pylint: disable=g-import-not-at-top
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

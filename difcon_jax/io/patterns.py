@@ -10,18 +10,25 @@ PyPI, so export .xy or .xrdml from the instrument software (see BUILD.md).
 
 Every failure raises PatternError with the file and the reason, whatever went wrong inside a reader. Data that
 would be predicted wrongly without a word is refused (2θ that looks like radians, a constant pattern, different
-numbers of positions and intensities) or read with a warning in `Pattern.warnings` (rows with NaN dropped).
+numbers of positions and intensities, counts that overflow, commas that could be decimal commas or thousands
+separators) or read with a warning in `Pattern.warnings` (rows with NaN dropped, thousands separators in
+`12.10 1,030`, a file that is not UTF-8). Text is decoded as UTF-8, UTF-16 with a byte-order mark, else
+Windows-1252 / Latin-1. A header wavelength is read in its unit (Å, nm, pm; keV or eV converted), one in another
+unit refused. Only regular files are opened: a FIFO or a device is refused unread (it could block forever).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
+import fnmatch
 import glob
 import io
 import math
 import os
 import re
+import stat
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -42,6 +49,8 @@ class Pattern:
 MIN_POINTS = 10
 MIN_DISTINCT_SHARE = 0.5  # fewer distinct 2θ values than this share of the points: columns misread, refused
 MAX_BAD_ROW_SHARE = 0.01  # rows with NaN or infinity dropped (with a warning) up to this share, else refused
+# No detector counts this high; beyond it the sums of the background removal and the binning overflow float64.
+MAX_INTENSITY = 1e100
 
 
 TEXT_SUFFIXES = ('.xy', '.xye', '.dat', '.txt', '.csv', '.asc')
@@ -49,25 +58,97 @@ SUFFIXES = TEXT_SUFFIXES + ('.xrdml', '.fxye', '.gsa', '.gss', '.rruff')
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
-  """Files, folders (their pattern files, recursively) and globs -> sorted unique paths."""
+  """Files, folders (their pattern files, recursively) and globs -> sorted paths, one per real file.
+
+  Symlinked folders are followed, but a folder already visited (a link back up the tree, `self -> .`) is not
+  entered again, so loops end; a file reached by several paths is kept once (its first path in sorted order).
+  Nothing is opened here: FIFOs and devices are listed like files and refused unread by read_pattern.
+  """
   out = []
   for item in inputs:
     if os.path.isdir(item):
-      for dirpath, _, names in os.walk(item):
-        out += [os.path.join(dirpath, n) for n in names if n.lower().endswith(SUFFIXES)]
+      out += [p for p in _walk(item) if os.path.basename(p).lower().endswith(SUFFIXES)]
     elif any(c in item for c in '*?['):
-      out += glob.glob(item, recursive=True)
+      out += _glob(item)
     else:
       out.append(item)
-  return sorted(dict.fromkeys(out))
+  unique, seen = [], set()
+  for path in sorted(dict.fromkeys(out)):
+    real = os.path.realpath(path)
+    if real not in seen:
+      seen.add(real)
+      unique.append(path)
+  return unique
+
+
+def _walk(root: str, folders: bool = False):
+  """Every path below root (files; folders too if asked), following symlinked folders but entering each real
+  folder once."""
+  seen = set()
+  for dirpath, dirnames, names in os.walk(root, followlinks=True):
+    try:
+      st = os.stat(dirpath)
+    except OSError:
+      dirnames[:] = []
+      continue
+    if (st.st_dev, st.st_ino) in seen:  # a loop: this folder was listed already
+      dirnames[:] = []
+      continue
+    seen.add((st.st_dev, st.st_ino))
+    dirnames.sort()
+    if folders:
+      yield from (os.path.join(dirpath, n) for n in dirnames)
+    yield from (os.path.join(dirpath, n) for n in sorted(names))
+
+
+def _glob(pattern: str) -> list[str]:
+  """glob.glob(pattern, recursive=True), with `**` walking through symlinked folders without looping."""
+  if '**' not in pattern:
+    return glob.glob(pattern)  # one level per component: finite whatever the links
+  parts = pattern.split(os.sep)
+  fixed = next(i for i, part in enumerate(parts) if any(c in part for c in '*?['))
+  root = os.sep.join(parts[:fixed]) or ('' if not pattern.startswith(os.sep) else os.sep)
+  wanted = parts[fixed:]
+  found = []
+  for path in _walk(root or os.curdir, folders=True):
+    rel = os.path.relpath(path, root or os.curdir).split(os.sep)
+    if _match(rel, wanted):
+      found.append(os.path.join(root, *rel) if root else os.path.join(*rel))
+  return found
+
+
+def _match(names: list[str], pattern: list[str]) -> bool:
+  """Path components against glob components ('**': any number of them); hidden names only by a pattern that
+  starts with '.', as glob."""
+  if not pattern:
+    return not names
+  head = pattern[0]
+  if head == '**':
+    return any(_match(names[i:], pattern[1:]) for i in range(len(names) + 1)
+               if not any(n.startswith('.') for n in names[:i]))
+  return bool(names) and (not names[0].startswith('.') or head.startswith('.')) and \
+      fnmatch.fnmatchcase(names[0], head) and _match(names[1:], pattern[1:])
+
+
+_NOT_REGULAR = ((stat.S_ISFIFO, 'a FIFO (named pipe)'), (stat.S_ISCHR, 'a character device'),
+                (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket'))
 
 
 def read_pattern(path: str) -> Pattern:
-  """Reads one pattern file (the format by its suffix). Raises PatternError naming the file and the reason."""
-  if not os.path.exists(path):
-    raise PatternError(f'{path}: no such file')
-  if os.path.isdir(path):
+  """Reads one pattern file (the format by its suffix). Raises PatternError naming the file and the reason.
+
+  Only regular files are opened: a FIFO or a device would block or never end."""
+  try:
+    mode = os.stat(path).st_mode
+  except FileNotFoundError:
+    raise PatternError(f'{path}: no such file') from None
+  except OSError as e:
+    raise PatternError(f'{path}: cannot read ({e.strerror or e})') from None
+  if stat.S_ISDIR(mode):
     raise PatternError(f'{path}: a folder, not a pattern file')
+  for test, what in _NOT_REGULAR:
+    if test(mode):
+      raise PatternError(f'{path}: {what}, not a regular file; skipped without opening it')
   lower = path.lower()
   try:
     if lower.endswith('.xrdml'):
@@ -116,8 +197,12 @@ def from_arrays(path: str, two_theta, intensity, wavelength: float | None = None
     warnings.append(f'{path}: {bad} point(s) with NaN or infinite values dropped (first at row '
                     f'{int(np.argmax(~finite)) + 1})')
     tt, y = tt[finite], y[finite]
+  if np.abs(y).max(initial=0.0) > MAX_INTENSITY:
+    raise PatternError(f'{path}: intensity {y[np.argmax(np.abs(y))]:.4g} overflows: counts above {MAX_INTENSITY:g} '
+                       'are no measurement (the background removal would overflow)')
   if tt.size < MIN_POINTS:
-    raise PatternError(f'{path}: only {tt.size} data points')
+    raise PatternError(f'{path}: only {tt.size} data point{"" if tt.size == 1 else "s"}; a pattern needs at least '
+                       f'{MIN_POINTS}')
   if np.any(y < 0) and y.min() < -0.05 * max(y.max(), 1e-12):
     raise PatternError(f'{path}: negative intensities (min {y.min():.4g})')
   if tt.min() < 0 or tt.max() >= 180:
@@ -154,31 +239,152 @@ def coarsen(pattern: Pattern, max_points: int) -> Pattern:
   return dataclasses.replace(pattern, two_theta=tt, intensity=y)
 
 
-_HEADER_WAVELENGTH = re.compile(r'(?:wave\s*length|lambda|x-ray wavelength)\D{0,10}([0-9]+\.[0-9]+)', re.I)
+_HEADER_WAVELENGTH = re.compile(
+    r'(?:wave\s*length|lambda|x-ray wavelength)(\D{0,12}?)([0-9]+[.,][0-9]+)(\s*[^\s\d,;]*)', re.I)
+# Units a header may give its wavelength in -> the factor to Å, or (for energies) E -> λ = factor / E.
+_LENGTH_UNITS = {'a': 1.0, 'å': 1.0, 'Å': 1.0, 'ang': 1.0, 'angstrom': 1.0, 'angstroms': 1.0, 'ångström': 1.0,
+                 'angstroem': 1.0, 'nm': 10.0, 'pm': 0.01}
+_ENERGY_UNITS = {'kev': 12.398419843320026, 'ev': 12398.419843320026}  # hc in keV·Å and eV·Å
+_UNIT = re.compile(r'(?<![A-Za-z])(ångström|angstroms?|angstroem|ang|kev|ev|nm|pm|å|Å|a)(?![A-Za-z])', re.I)
+# Units that are not those of an X-ray wavelength or energy: refused rather than read as Å.
+_OTHER_UNITS = ('m', 'cm', 'mm', 'um', 'µm', 'μm', 'mev', 'gev', 'j')
 _COMMENT = ('#', '!', ';', '//', '%', '*')
 _DECIMAL_COMMA = re.compile(r'[+-]?\d*,\d+(?:[eE][+-]?\d+)?')
+_THOUSANDS = re.compile(r'[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?(?:[eE][+-]?\d+)?')
+MAX_TWO_THETA = 180.0  # degrees
 
 
-def _fields(s: str) -> list[str]:
-  """The number fields of a data line, with decimal commas turned into points.
+def header_wavelength(path: str, line: str) -> float | None:
+  """The wavelength (Å) a header line gives, in its unit (Å, nm, pm, or an energy in keV/eV); None if the line
+  gives none. Raises PatternError for a unit it does not know (`Wavelength (cm): ...`): a guess would be wrong."""
+  m = _HEADER_WAVELENGTH.search(line)
+  if not m:
+    return None
+  value = float(m.group(2).replace(',', '.'))  # 1,5406 in a header written with decimal commas
+  between, after = m.group(1), m.group(3).strip().strip('.:;,()[]')
+  unit = None
+  for text in (after, between):
+    words = re.findall(r'[^\W\d_]+', text)
+    other = next((w for w in words if w.lower() in _OTHER_UNITS), None)
+    if other:
+      raise PatternError(f'{path}: the header gives the wavelength in {other!r} ({line.strip()[:60]!r}); the units '
+                         'read are Å, nm, pm, keV and eV')
+    u = _UNIT.search(text)
+    if u:
+      unit = u.group(1)
+      break
+  if unit is None:
+    return value
+  key = unit if unit in _LENGTH_UNITS else unit.lower()
+  if key in _ENERGY_UNITS:
+    return _ENERGY_UNITS[key] / value if value > 0 else math.nan
+  return value * _LENGTH_UNITS.get(key, 1.0)
 
-  A ';' separates fields (and then commas are decimal commas); else whitespace does, and a comma inside a field
-  is a decimal comma (`3,00 313,0`); a line with neither is comma-separated (`3.00,313.0`).
-  """
+
+def _decode(path: str, raw: bytes) -> tuple[str, tuple[str, ...]]:
+  """Text of a file: UTF-8 (BOM or not), UTF-16 with a BOM, else Windows-1252 / Latin-1 with a warning (files
+  from Windows instrument software: a ° or Å in the header). Raises UnicodeDecodeError for binary content."""
+  if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    return raw.decode('utf-16'), ()
+  if raw.startswith(codecs.BOM_UTF8):
+    return raw[len(codecs.BOM_UTF8):].decode('utf-8'), ()
+  controls = sum(raw.count(bytes([c])) for c in (*range(0, 9), 11, *range(14, 32), 127))
+  if controls > 0.01 * max(len(raw), 1) or b'\0' in raw:  # NUL bytes, control codes: not text in any encoding
+    raise UnicodeDecodeError('utf-8', raw[:1], 0, 1, 'binary content')
+  try:
+    return raw.decode('utf-8'), ()
+  except UnicodeDecodeError:
+    pass
+  try:
+    text, encoding = raw.decode('cp1252'), 'Windows-1252'
+  except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined
+    text, encoding = raw.decode('latin-1'), 'Latin-1'
+  return text, (f'{path}: not UTF-8; read as {encoding} text',)
+
+
+def _split(s: str) -> tuple[list[str], bool]:
+  """The fields of a data line as written, and whether a comma inside a field can be a decimal comma or a
+  thousands separator (False where commas separate the fields).
+
+  A ';' separates fields; else quoted CSV fields; else whitespace (a trailing comma dropped: `3.0, 313.0`); a line
+  with none of these is comma-separated (`3.00,313.0`)."""
   if ';' in s:
-    return [f.strip().replace(',', '.') for f in s.split(';') if f.strip()]
-  if '"' in s:  # quoted CSV fields: a comma inside quotes is a decimal comma ("3,00","313,0")
-    return [f.strip().replace(',', '.') for f in next(csv.reader([s])) if f.strip()]
+    return [f.strip() for f in s.split(';') if f.strip()], True
+  if '"' in s:
+    return [f.strip() for f in next(csv.reader([s])) if f.strip()], True
   parts = s.replace('\t', ' ').split()
   if len(parts) > 1:
-    parts = [p.rstrip(',') for p in parts]  # '3.0, 313.0'
-    return [p.replace(',', '.') if _DECIMAL_COMMA.fullmatch(p) else p for p in parts if p]
-  return [p.strip() for p in s.split(',') if p.strip()]
+    return [p.rstrip(',') for p in parts if p.rstrip(',')], True
+  return [p.strip() for p in s.split(',') if p.strip()], False
+
+
+def _fields(s: str, comma: str | None = 'decimal') -> list[str]:
+  """The number fields of a data line, commas inside fields read as `comma` says: 'decimal' (3,00 -> 3.00) or
+  'thousands' (1,030 -> 1030)."""
+  parts, inside = _split(s)
+  if not inside:
+    return parts
+  if comma == 'thousands':
+    return [p.replace(',', '') for p in parts]
+  return [p.replace(',', '.') if _DECIMAL_COMMA.fullmatch(p) else p for p in parts]
+
+
+def _comma_meaning(path: str, lines: list[str], start: int) -> str | None:
+  """What a comma inside a number field of the data means: None (no such comma), 'decimal' or 'thousands'.
+
+  Decimal commas show as a field that cannot be a thousands group (`12,10`, `1234,5`) or a 2θ that would be
+  180° or more; thousands separators as decimal points elsewhere in the numbers (`12.10 1,030`) or several groups
+  (`1,234,567`). Fields like `1,030` alone could be either: refused, as are files that show both.
+  Raises PatternError naming a line of each kind.
+  """
+  decimal = thousands = ambiguous = None
+  for n, line in enumerate(lines[start:], start + 1):
+    s = line.strip()
+    if not s or s.startswith(_COMMENT):
+      continue
+    parts, inside = _split(s)
+    if not inside:
+      continue
+    for column, f in enumerate(parts[:2]):
+      if not re.search(r'\d,\d', f):
+        if thousands is None and re.search(r'\d\.\d', f):
+          thousands = (n, f)
+        continue
+      if not _THOUSANDS.fullmatch(f):
+        decimal = decimal or (n, f)
+        if thousands is None and '.' in f:  # 1.234,5: points and commas both
+          thousands = (n, f)
+      elif f.count(',') > 1 or '.' in f:
+        thousands = thousands or (n, f)
+      elif column == 0 and float(f.replace(',', '')) >= MAX_TWO_THETA:
+        decimal = decimal or (n, f)
+      else:
+        ambiguous = ambiguous or (n, f)
+    if decimal and thousands:
+      raise PatternError(f'{path}: commas are used as decimal commas (line {decimal[0]}: {decimal[1]!r}) and as '
+                         f'thousands separators (line {thousands[0]}: {thousands[1]!r}); cannot read the numbers '
+                         'without guessing')
+  if decimal:
+    return 'decimal'
+  if ambiguous and thousands:
+    return 'thousands'
+  if ambiguous:
+    raise PatternError(f'{path}: line {ambiguous[0]}: cannot tell whether the comma in {ambiguous[1]!r} is a decimal '
+                       'comma or a thousands separator; write the numbers without thousands separators')
+  return None
+
+
+# No-break and thin spaces between digit groups: thousands separators (1 030), never a column separator.
+_SPACE_GROUPS = re.compile(r'(?<=\d)[\u00a0\u202f\u2009](?=\d{3}(?!\d))')
 
 
 def _read_text(path):
-  with open(path, encoding='utf-8', errors='strict') as f:
-    lines = f.read().splitlines()
+  with open(path, 'rb') as f:
+    text, notes = _decode(path, f.read())
+  if _SPACE_GROUPS.search(text):
+    text = _SPACE_GROUPS.sub('', text)
+    notes += (f'{path}: no-break spaces inside numbers read as thousands separators (1 030 as 1030)',)
+  lines = text.splitlines()
   wl, start = None, None
   for n, line in enumerate(lines):  # headers until the first line of numbers
     s = line.strip()
@@ -191,9 +397,8 @@ def _read_text(path):
         break
       except ValueError:
         pass
-    m = _HEADER_WAVELENGTH.search(s)
-    if m and wl is None:
-      wl = float(m.group(1))
+    if wl is None:
+      wl = header_wavelength(path, s)
   if start is None:
     raise PatternError(f'{path}: no numeric data')
   first = lines[start].strip()
@@ -202,26 +407,31 @@ def _read_text(path):
   elif '"' in first:
     style = 'quoted'
   elif len(first.split()) > 1:
-    style = 'decimal comma' if any(_DECIMAL_COMMA.fullmatch(p) for p in first.split()) else 'whitespace'
+    style = 'whitespace'
   else:
     style = 'comma'
-  data = _fast_rows(lines[start:], style)
+  comma = None
+  if re.search(r'\d,\d', '\n'.join(lines[start:])) and style != 'comma':
+    comma = _comma_meaning(path, lines, start)
+  data = _fast_rows(lines[start:], style, comma)
   if data is None:  # irregular lines: line by line, naming the first bad one
-    data = _slow_rows(path, lines, start)
+    data = _slow_rows(path, lines, start, comma)
   if data.ndim != 2 or data.shape[1] < 2:
     raise PatternError(f'{path}: line {start + 1} has one column; expected 2θ and intensity')
-  notes = (f'{path}: decimal commas read as decimal points',) if style in ('semicolon', 'decimal comma', 'quoted') and \
-      any(',' in l for l in lines[start:start + 50]) else ()
+  if comma == 'decimal':
+    notes += (f'{path}: decimal commas read as decimal points',)
+  elif comma == 'thousands':
+    notes += (f'{path}: commas read as thousands separators (1,030 as 1030)',)
   return data[:, 0], data[:, 1], wl, notes
 
 
-def _fast_rows(lines: list[str], style: str) -> np.ndarray | None:
+def _fast_rows(lines: list[str], style: str, comma: str | None) -> np.ndarray | None:
   """All rows at C speed when every line is plain numbers in one style (None otherwise)."""
   text = '\n'.join(lines)
+  if style in ('semicolon', 'whitespace') and comma:
+    text = text.replace(',', '.' if comma == 'decimal' else '')
   if style == 'semicolon':
-    text = text.replace(',', '.').replace(';', ' ')
-  elif style == 'decimal comma':
-    text = text.replace(',', '.')
+    text = text.replace(';', ' ')
   elif style == 'comma':
     text = text.replace(',', ' ')
   elif style == 'quoted':
@@ -233,13 +443,13 @@ def _fast_rows(lines: list[str], style: str) -> np.ndarray | None:
   return data if data.shape[1] >= 2 else None
 
 
-def _slow_rows(path: str, lines: list[str], start: int) -> np.ndarray:
+def _slow_rows(path: str, lines: list[str], start: int, comma: str | None = 'decimal') -> np.ndarray:
   rows = []
   for n, line in enumerate(lines[start:], start + 1):
     s = line.strip()
     if not s or s.startswith(_COMMENT):
       continue
-    parts = _fields(s)
+    parts = _fields(s, comma)
     try:
       values = [float(p) for p in parts[:2]]
     except ValueError:
@@ -275,6 +485,10 @@ def _read_xrdml(path):
       if k2 is not None and ratio is not None:
         r = _number(ratio, path, 'ratioKAlpha2KAlpha1')
         wl = (wl + r * _number(k2, path, 'kAlpha2')) / (1 + r)
+      unit = (k1.get('unit') or 'Angstrom').strip()
+      if unit.lower() not in _LENGTH_UNITS:
+        raise PatternError(f'{path}: <kAlpha1 unit="{unit}">: the units read are Angstrom, nm and pm')
+      wl *= _LENGTH_UNITS[unit.lower()]
     except PatternError as e:
       wl = None
       notes.append(f'{e}; the wavelength is not taken from the file')
@@ -303,13 +517,12 @@ def _read_xrdml(path):
 
 
 def _read_gsas(path):
-  with open(path) as f:
-    lines = f.read().splitlines()
+  with open(path, 'rb') as f:
+    text, notes = _decode(path, f.read())
+  lines = text.splitlines()
   wl = None
   for line in lines[:5]:
-    m = _HEADER_WAVELENGTH.search(line)
-    if m:
-      wl = float(m.group(1))
+    wl = header_wavelength(path, line) or wl
   bank = next((i for i, l in enumerate(lines) if l.startswith('BANK')), None)
   if bank is None:
     raise PatternError(f'{path}: no BANK line (not a GSAS file)')
@@ -328,7 +541,7 @@ def _read_gsas(path):
       except ValueError:
         raise PatternError(f'{path}: line {n} is not numbers: {l.strip()[:60]!r}') from None
     data = np.array(rows)
-    return data[:, 0] / 100.0, data[:, 1], wl, ()  # positions in centidegrees
+    return data[:, 0] / 100.0, data[:, 1], wl, notes  # positions in centidegrees
   if 'STD' in fields:
     # BANK n nchan nrec CONS start step 0 0 STD: 10 counts per record, positions in centidegrees.
     if len(fields) < 7:
@@ -342,5 +555,5 @@ def _read_gsas(path):
     for _, l in body:
       values += [float(l[i:i + 8].split()[-1]) for i in range(0, min(len(l), 80), 8) if l[i:i + 8].strip()]
     y = np.array(values[:nchan])
-    return (start + step * np.arange(len(y))) / 100.0, y, wl, ()
+    return (start + step * np.arange(len(y))) / 100.0, y, wl, notes
   raise PatternError(f'{path}: GSAS bank type {fields[-1]!r} not supported (FXYE, FXY, STD are)')

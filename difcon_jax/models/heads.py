@@ -19,6 +19,9 @@ SYSTEM_GROUPS = tuple(tuple(spacegroups.space_groups_of_system(i)) for i in rang
 HEAD_SIZES = tuple(len(g) for g in SYSTEM_GROUPS)
 SG_SYSTEM = np.array([0] + [spacegroups.crystal_system_index(n) for n in range(1, 231)], np.int32)
 SG_INDEX_IN_SYSTEM = np.array([0] + [n - SYSTEM_GROUPS[SG_SYSTEM[n]][0] for n in range(1, 231)], np.int32)
+# The crystal system of each extinction group (every group lies inside one system), and the groups per system.
+EG_SYSTEM = np.array([SG_SYSTEM[m[0]] for m in spacegroups.extinction_table().members], np.int32)
+EG_PER_SYSTEM = np.bincount(EG_SYSTEM, minlength=7).astype(np.int32)
 
 
 def space_group_log_probs(logits: dict) -> jax.Array:
@@ -39,37 +42,69 @@ def space_group_conditional_log_probs(logits: dict, crystal_system: jax.Array) -
   return jnp.concatenate(parts, -1)
 
 
+# A diverging or broken model can emit NaN or infinite logits; ranked as they are, they give space group 0 (the
+# -inf column that stands for no group) and repeated labels, and evaluation fails on them.
+LOGIT_LIMIT = 1e30
+
+
+def finite_logits(logits: dict) -> dict:
+  """The logits with NaN as the lowest score and every value clipped to ±LOGIT_LIMIT (less for narrow dtypes), so
+  that (log-)softmax stays finite and every ranking holds real labels (space groups 1-230)."""
+  def fix(x):
+    limit = min(LOGIT_LIMIT, float(jnp.finfo(x.dtype).max) / 4)
+    return jnp.clip(jnp.nan_to_num(x, nan=-limit), -limit, limit)
+  return jax.tree.map(fix, logits)
+
+
 def predict(logits: dict) -> dict:
-  """Top-1 labels [batch] per head: the first entries of `rank`, the space group inside the predicted system."""
+  """Top-1 labels [batch] per head: the first entries of `rank`; the extinction group and the space group inside
+  the predicted crystal system."""
+  logits = finite_logits(logits)
   cs = jnp.argmax(logits['crystal_system'], -1)
   cond = space_group_conditional_log_probs(logits, cs)
-  return {'crystal_system': cs, 'extinction_group': jnp.argmax(logits['extinction_group'], -1),
-          'space_group': jnp.argmax(cond, -1)}
+  eg_inside = jnp.where(jnp.asarray(EG_SYSTEM)[None, :] == cs[:, None], logits['extinction_group'], -jnp.inf)
+  return {'crystal_system': cs, 'extinction_group': jnp.argmax(eg_inside, -1), 'space_group': jnp.argmax(cond, -1)}
+
+
+def _system_first(inside: jax.Array, outside: jax.Array, in_system: jax.Array, size: jax.Array, k: int) -> jax.Array:
+  """[batch, k] label indices: the labels of the predicted crystal system by `inside` while there are any, then
+  the others by `outside`.
+
+  inside, outside: [batch, labels] scores; in_system: [batch, labels] bool, the labels of the predicted system;
+  size: [batch] how many labels that system has. Exact (no bonus added to the scores), so the first entry is the
+  argmax of `inside` over the system; ties go to the lower index, as argmax.
+  """
+  first = jax.lax.top_k(jnp.where(in_system, inside, -jnp.inf), k)[1]
+  rest = jax.lax.top_k(jnp.where(in_system, -jnp.inf, outside), k)[1]
+  n = jnp.minimum(size, k)[:, None]
+  r = jnp.arange(k)[None, :]
+  # Rank r: the r-th label inside the system while r < n, then the (r - n)-th outside it.
+  return jnp.take_along_axis(jnp.concatenate([first, rest], -1), jnp.where(r < n, r, k + r - n), -1)
 
 
 def rank(logits: dict, k: int) -> dict:
   """The top-k labels and their probabilities per head: {head: (labels [batch, k'], probabilities [batch, k'])}.
 
-  Crystal systems and extinction groups by their probabilities (k' = min(k, classes)). Space groups: those of the
-  predicted crystal system first, by p(sg | cs), then the others by the joint p(cs) p(sg | cs); the probability
-  given is the joint one. So the first space group always belongs to the first crystal system, and the first
-  entries are `predict`'s labels. Jittable (k static).
+  Crystal systems by their probabilities (k' = min(k, classes)). Extinction groups and space groups are ranked
+  with those of the predicted (first) crystal system first, as a crystallographer reads them: extinction groups of
+  that system by p(eg), then the others by p(eg), each with p(eg) of the extinction-group head; space groups of
+  that system by p(sg | cs), then the others by the joint p(cs) p(sg | cs), each with the joint probability. So the
+  first extinction group and the first space group always belong to the first crystal system, and the first
+  entries are `predict`'s labels. Non-finite logits are ranked as `finite_logits` makes them. Jittable (k static).
   """
+  logits = finite_logits(logits)
   cs_p = jax.nn.softmax(logits['crystal_system'], -1)
-  eg_p = jax.nn.softmax(logits['extinction_group'], -1)
-  out = {}
-  for name, p in (('crystal_system', cs_p), ('extinction_group', eg_p)):
-    idx = jax.lax.top_k(logits[name], min(k, p.shape[-1]))[1]  # ties: the lower index first, as argmax
-    out[name] = (idx, jnp.take_along_axis(p, idx, -1))
-  cs = out['crystal_system'][0][:, 0]
+  k_cs = min(k, cs_p.shape[-1])
+  cs_idx = jax.lax.top_k(logits['crystal_system'], k_cs)[1]  # ties: the lower index first, as argmax
+  out = {'crystal_system': (cs_idx, jnp.take_along_axis(cs_p, cs_idx, -1))}
+  cs = cs_idx[:, 0]
+  eg_logits = logits['extinction_group']
+  k_eg = min(k, eg_logits.shape[-1])
+  eg_idx = _system_first(eg_logits, eg_logits, jnp.asarray(EG_SYSTEM)[None, :] == cs[:, None],
+                         jnp.asarray(EG_PER_SYSTEM)[cs], k_eg)
+  out['extinction_group'] = (eg_idx, jnp.take_along_axis(jax.nn.softmax(eg_logits, -1), eg_idx, -1))
   cond = space_group_conditional_log_probs(logits, cs)  # [batch, 231], finite inside the predicted system
   joint_log = space_group_log_probs(logits)
-  inside = jax.lax.top_k(cond, k)[1]
-  outside = jax.lax.top_k(jnp.where(jnp.isfinite(cond), -jnp.inf, joint_log), k)[1]
-  # Rank r: the r-th group inside the system while there are any, then the (r - n)-th outside it (exact, no
-  # bonus added to the scores, so the first entry is predict's argmax).
-  n = jnp.minimum(jnp.asarray(HEAD_SIZES)[cs], k)[:, None]
-  r = jnp.arange(k)[None, :]
-  sg_idx = jnp.take_along_axis(jnp.concatenate([inside, outside], -1), jnp.where(r < n, r, k + r - n), -1)
+  sg_idx = _system_first(cond, joint_log, jnp.isfinite(cond), jnp.asarray(HEAD_SIZES)[cs], k)
   out['space_group'] = (sg_idx, jnp.exp(jnp.take_along_axis(joint_log, sg_idx, -1)))
   return out

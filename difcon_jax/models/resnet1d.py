@@ -19,9 +19,12 @@ from difcon_jax.crystallography import spacegroups
 from difcon_jax.models import heads
 
 
-def _norm(kind: str, train: bool, dtype) -> Any:
+def _norm(kind: str, train: bool, dtype, axis_name: str | None = None) -> Any:
+  """axis_name: with BatchNorm, the device axis whose batch statistics are averaged in training (None: each
+  device normalises by its own share of the batch)."""
   if kind == 'batch':
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                        axis_name=axis_name if train else None)
   if kind == 'group':
     return nn.GroupNorm(num_groups=8, dtype=dtype)
   raise ValueError(f'unknown norm {kind!r}: batch or group')
@@ -32,6 +35,7 @@ class ResidualBlock(nn.Module):
   strides: int = 1
   kernel_size: int = 7
   norm: str = 'batch'
+  norm_axis_name: str | None = None
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -39,12 +43,12 @@ class ResidualBlock(nn.Module):
     residual = x
     y = nn.Conv(self.features, (self.kernel_size,), (self.strides,), padding='SAME', use_bias=False,
                 dtype=self.dtype)(x)
-    y = nn.relu(_norm(self.norm, train, self.dtype)(y))
+    y = nn.relu(_norm(self.norm, train, self.dtype, self.norm_axis_name)(y))
     y = nn.Conv(self.features, (self.kernel_size,), padding='SAME', use_bias=False, dtype=self.dtype)(y)
-    y = _norm(self.norm, train, self.dtype)(y)
+    y = _norm(self.norm, train, self.dtype, self.norm_axis_name)(y)
     if residual.shape != y.shape:
       residual = nn.Conv(self.features, (1,), (self.strides,), use_bias=False, dtype=self.dtype)(residual)
-      residual = _norm(self.norm, train, self.dtype)(residual)
+      residual = _norm(self.norm, train, self.dtype, self.norm_axis_name)(residual)
     return nn.relu(residual + y)
 
 
@@ -93,6 +97,9 @@ class DifconNet(nn.Module):
   embedding_dim: int = 256
   projector_dims: Sequence[int] = (512, 512)
   norm: str = 'batch'
+  # Set by the trainer to its device axis when config.model.cross_device_norm: BatchNorm statistics over the
+  # global batch (one small all-reduce per norm layer and step) instead of each device's share.
+  norm_axis_name: str | None = None
   pooling: str = 'mean'
   attention_layers: int = 2
   attention_heads: int = 4
@@ -107,17 +114,17 @@ class DifconNet(nn.Module):
     """x: [batch, bins] patterns. Returns (logits dict, aux dict)."""
     x = x[..., None].astype(self.dtype)  # [batch, bins, 1]
     x = nn.Conv(self.width, (15,), (self.stem_stride,), padding='SAME', use_bias=False, dtype=self.dtype)(x)
-    x = nn.relu(_norm(self.norm, train, self.dtype)(x))
+    x = nn.relu(_norm(self.norm, train, self.dtype, self.norm_axis_name)(x))
     x = nn.max_pool(x, (3,), (2,), padding='SAME')
     for i, blocks in enumerate(self.stage_sizes):
       for j in range(blocks):
         x = ResidualBlock(self.width * 2**i, self.stage_strides if (j == 0 and i > 0) else 1, self.kernel_size,
-                          self.norm, self.dtype)(x, train)
+                          self.norm, self.norm_axis_name, self.dtype)(x, train)
     if self.pooling == 'mean':
       features = jnp.mean(x, axis=1)  # [batch, channels]
     elif self.pooling == 'flatten':
       x = nn.Conv(self.flatten_channels, (1,), use_bias=False, dtype=self.dtype, name='flatten_reduce')(x)
-      features = nn.relu(_norm(self.norm, train, self.dtype)(x)).reshape(x.shape[0], -1)
+      features = nn.relu(_norm(self.norm, train, self.dtype, self.norm_axis_name)(x)).reshape(x.shape[0], -1)
     elif self.pooling == 'attention':
       x = PositionalAttention(self.attention_layers, self.attention_heads, dtype=self.dtype)(x, train)
       features = jnp.mean(x, axis=1)
@@ -129,7 +136,8 @@ class DifconNet(nn.Module):
     for k, dim in enumerate(self.projector_dims):
       h = nn.Dense(dim, use_bias=False, name=f'projector_{k}')(h)
       if k < len(self.projector_dims) - 1:
-        h = nn.relu(nn.BatchNorm(use_running_average=not train, name=f'projector_norm_{k}')(h))
+        h = nn.relu(nn.BatchNorm(use_running_average=not train, axis_name=self.norm_axis_name if train else None,
+                                 name=f'projector_norm_{k}')(h))
     if self.heads_input == 'embedding':
       z = nn.relu(embedding)
     elif self.heads_input == 'projection':
@@ -144,13 +152,15 @@ class DifconNet(nn.Module):
     return logits, {'features': features, 'embedding': embedding, 'projection': h}
 
 
-def from_config(config) -> DifconNet:
-  """The network of a training config (its `model` fields; fields added later fall back to their defaults)."""
+def from_config(config, norm_axis_name: str | None = None) -> DifconNet:
+  """The network of a training config (its `model` fields; fields added later fall back to their defaults).
+  norm_axis_name: the device axis of the training step, used when config.model.cross_device_norm."""
   m = config.model
   return DifconNet(
       num_extinction_groups=spacegroups.num_extinction_groups(), stage_sizes=tuple(m.stage_sizes),
       width=m.width, stem_stride=m.stem_stride, kernel_size=m.kernel_size, embedding_dim=m.embedding_dim,
       projector_dims=tuple(m.projector_dims), norm=m.norm,
+      norm_axis_name=norm_axis_name if m.get('cross_device_norm', False) else None,
       # Fields added after the first models were trained: their config.json lacks them.
       pooling=m.get('pooling', 'mean'), attention_layers=m.get('attention_layers', 2),
       attention_heads=m.get('attention_heads', 4), flatten_channels=m.get('flatten_channels', 8),

@@ -1,0 +1,134 @@
+"""What a person reads of predictions: a short table per file on the terminal, a one-line overview for many files,
+and the narrow CSV of `predict --format=summary`.
+
+Everything here reads predict's CSV rows (`inference.prediction_columns` plus 'file', 'status', 'error' and
+'warning'), so what a person reads is what the CSV holds, in the order of the one ranking (`models.heads.rank`):
+the extinction groups and space groups of the first crystal system come first.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+import textwrap
+
+from difcon_jax.crystallography import spacegroups
+
+TABLE_LIMIT = 20  # up to this many files, predict prints a table per file; beyond, one line
+SHOWN = {'crystal_system': 3, 'extinction_group': 3, 'space_group': 5}  # ranks per head in a table
+HEAD_TITLES = {'crystal_system': 'crystal system', 'extinction_group': 'extinction group',
+               'space_group': 'space group'}
+# How an extinction group is named, wherever one is shown (terminal, report, docs/extinction_groups.md).
+EXTINCTION_NOTATION = ('An extinction group is the set of space groups of one crystal system that have the same '
+                       'systematic absences, so a powder pattern cannot tell them apart. It is named by its '
+                       'lowest-numbered space group, with the number of others it holds: "P63mc (+2)" is P63mc '
+                       'and two more (P-62c, P63/mmc).')
+
+
+@dataclasses.dataclass(frozen=True)
+class Label:
+  """One ranked label of one head."""
+  text: str  # 'hexagonal', 'P63mc (+2)', '194 P63/mmc'
+  p: float  # its probability (for space groups the joint p(cs) p(sg | cs))
+  members: tuple[str, ...] = ()  # an extinction group's space-group symbols, lowest number first
+
+
+def extinction_members(index: int) -> tuple[str, ...]:
+  """Hermann-Mauguin symbols of the space groups of extinction group `index`, lowest number first."""
+  return tuple(spacegroups.symbol(sg) for sg in spacegroups.extinction_table().members[index])
+
+
+def ranked(row: dict) -> dict[str, list[Label]]:
+  """{head: labels best first} of an 'ok' row, as many ranks as the row has."""
+  out = {h: [] for h in HEAD_TITLES}
+  r = 1
+  while f'space_group_{r}' in row and row[f'space_group_{r}'] not in ('', None):
+    if row.get(f'crystal_system_{r}'):
+      out['crystal_system'].append(Label(row[f'crystal_system_{r}'], float(row[f'crystal_system_{r}_p'])))
+    if row.get(f'extinction_group_{r}'):
+      out['extinction_group'].append(Label(row[f'extinction_group_{r}'], float(row[f'extinction_group_{r}_p']),
+                                           extinction_members(int(row[f'extinction_group_{r}_index']))))
+    out['space_group'].append(Label(f"{row[f'space_group_{r}']} {row[f'space_group_{r}_symbol']}",
+                                    float(row[f'space_group_{r}_p'])))
+    r += 1
+  return out
+
+
+def warnings_of(row: dict) -> list[str]:
+  """The row's warnings without the file name each starts with (the row joins them with '; ', and a warning may
+  hold '; ' itself, so the row is split only where the next one starts with the file name)."""
+  prefix = f"{row['file']}: "
+  parts = re.split('; (?=' + re.escape(prefix) + ')', row.get('warning') or '')
+  return [w[len(prefix):] if w.startswith(prefix) else w for w in parts if w]
+
+
+def error_of(row: dict) -> str:
+  prefix = f"{row['file']}: "
+  e = row.get('error') or ''
+  return e[len(prefix):] if e.startswith(prefix) else e
+
+
+def file_table(row: dict) -> str:
+  """A file's block for the terminal: its name with its warnings (or its error), then one line per rank: the top
+  crystal systems, extinction groups and space groups (number and Hermann-Mauguin symbol) with probabilities,
+  then the space groups of the first extinction group."""
+  if row['status'] != 'ok':
+    return f"{row['file']}\n  error: {error_of(row)}"
+  lines = [row['file']] + [f'  warning: {w}' for w in warnings_of(row)]
+  labels = ranked(row)
+  columns = [(h, labels[h][:SHOWN[h]]) for h in HEAD_TITLES]
+  widths = {h: max([len(HEAD_TITLES[h])] + [len(x.text) for x in shown]) for h, shown in columns}
+  header = '  #  ' + '   '.join(f'{HEAD_TITLES[h]:<{widths[h]}}      p' for h, _ in columns)
+  lines.append(header.rstrip())
+  for r in range(max(len(shown) for _, shown in columns)):
+    cells = [f'{shown[r].text:<{widths[h]}}  {shown[r].p:5.3f}' if r < len(shown) else ' ' * (widths[h] + 7)
+             for h, shown in columns]
+    lines.append(f'  {r + 1}  ' + '   '.join(cells).rstrip())
+  if labels['extinction_group']:
+    first = labels['extinction_group'][0]
+    lines.append(f"  extinction group {first.text}: {', '.join(first.members)}")
+  return '\n'.join(lines)
+
+
+def overview(rows: list[dict]) -> str:
+  """One line over many files: how many were predicted, failed and warned about, and the commonest first
+  crystal systems."""
+  ok = [r for r in rows if r['status'] == 'ok']
+  warned = sum(bool(r.get('warning')) for r in ok)
+  systems = collections.Counter(r['crystal_system_1'] for r in ok if r.get('crystal_system_1'))
+  common = ', '.join(f'{name} {n}' for name, n in systems.most_common(3))
+  return (f'{len(ok)} predicted ({warned} with warnings), {len(rows) - len(ok)} failed'
+          + (f'; first crystal system most often: {common}' if common else ''))
+
+
+def terminal(rows: list[dict], limit: int = TABLE_LIMIT) -> str:
+  """What predict prints before its last line: a table per file (up to `limit` files) and the notation of
+  extinction groups, or nothing beyond `limit` (the overview line says it)."""
+  if len(rows) > limit:
+    return ''
+  blocks = [file_table(r) for r in rows]
+  if any(r['status'] == 'ok' for r in rows):
+    blocks.append(textwrap.fill(f'p: probability. {EXTINCTION_NOTATION}', 100, break_on_hyphens=False))
+  return '\n\n'.join(blocks)
+
+
+NARROW_COLUMNS = ('file', 'status', 'crystal_system', 'crystal_system_p', 'extinction_group',
+                  'extinction_group_space_groups', 'extinction_group_p', 'space_group', 'space_group_symbol',
+                  'space_group_p', 'space_groups_ranked', 'warning', 'error')
+
+
+def narrow(row: dict) -> dict:
+  """The row of `predict --format=summary`: the first label of each head (the extinction group with its space
+  groups), the ranked space groups in one cell ('194 P63/mmc 0.340; 187 P-6m2 0.057; ...'), warnings, error."""
+  out = dict.fromkeys(NARROW_COLUMNS, '')
+  out.update(file=row['file'], status=row['status'], warning=row.get('warning', ''), error=row.get('error', ''))
+  if row['status'] == 'ok':
+    labels = ranked(row)
+    cs, eg = labels['crystal_system'][0], labels['extinction_group'][0]
+    out.update(crystal_system=cs.text, crystal_system_p=f'{cs.p:.4f}', extinction_group=eg.text,
+               extinction_group_space_groups=' '.join(eg.members), extinction_group_p=f'{eg.p:.4f}',
+               space_group=row['space_group_1'], space_group_symbol=row['space_group_1_symbol'],
+               space_group_p=row['space_group_1_p'],
+               space_groups_ranked='; '.join(f'{x.text} {x.p:.3f}' for x in labels['space_group']))
+  return out
