@@ -1,0 +1,221 @@
+r"""Indexing: unit cells from the peak positions of measured patterns (the paper's NTREOR baseline).
+
+  python -m difcon_jax.index --input=PATH [--input=PATH ...] [PATH ...] [--wavelength=1.5406 | --anode=Cu] \
+      [--output=cells.csv] [--top=3]
+  python -m difcon_jax.index --evaluate --corpus=DIR [--examples=N] [--experimental=PATTERNS.npz] [--out=DIR]
+
+Each file is read, converted and background-subtracted as `predict` does (io.patterns.read_pattern,
+inference.to_grid), its peaks are picked and Kα2 partners removed (indexing/peaks.py), and cells are searched from
+cubic down to monoclinic with a zero shift (indexing/search.py). One CSV row per file: the crystal system of the
+best cell, or "no solution" when no cell reaches M20 >= --m20_min with at most --max_unindexed unindexed lines
+(10 and 3: de Wolff's rule of thumb is 10 and 2; picked peaks bring spurious lines, see docs/results.md "INDEX"),
+then the best --top cells with their system, a b c alpha beta gamma (Å, degrees),
+volume (Å³), zero shift (degrees 2θ), N (the first --lines lines, fewer when the pattern has fewer), de Wolff's
+M_N (M20 for N = 20), Smith & Snyder's F_N with (|Δ2θ|̄, N_poss) and the unindexed lines among the N.
+Triclinic cells are not searched. A hexagonal-metric cell is called trigonal when its lines obey the rhombohedral
+condition, else hexagonal (a metric cannot tell the P trigonal groups from the hexagonal ones).
+A file that cannot be used gets a row with its error, one line on stderr, and the rest still come out; the exit
+status is 1 when any failed.
+
+--evaluate scores the crystal system of the best cell on the corpus test split (lines from the peak lists, and
+picked from the patterns rendered with the train and invariance_test distributions, the network's evaluation sets)
+and on measured patterns, with metrics.py; "no solution" counts as wrong (indexing/evaluation.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sys
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from difcon_jax import cli
+from difcon_jax import config_base
+from difcon_jax import grid as grid_lib
+from difcon_jax.crystallography import spacegroups
+from difcon_jax.crystallography import wavelength as wavelength_lib
+from difcon_jax.indexing import evaluation
+from difcon_jax.indexing import peaks as peaks_lib
+from difcon_jax.indexing import search
+from difcon_jax.io import patterns as patterns_lib
+
+FLAGS = flags.FLAGS
+NO_SOLUTION = 'no solution'
+
+
+def define_flags():
+  defaults = search.Settings()
+  flags.DEFINE_multi_string('input', [], 'Pattern file, folder or glob; repeat or separate with commas.')
+  flags.DEFINE_string('output', 'cells.csv', 'CSV to write.')
+  flags.DEFINE_float('wavelength', None, 'Measurement wavelength, Å (else the file\'s, else Cu Kα).')
+  flags.DEFINE_string('anode', None, 'Cu, Mo, Co, Fe, Cr or Ag (instead of --wavelength).')
+  flags.DEFINE_integer('top', 3, 'Cells per file in the CSV.')
+  flags.DEFINE_bool('remove_background', True, 'Subtract a SNIP background before picking peaks.')
+  flags.DEFINE_bool('kalpha2', True, 'Remove the Kα2 lines of resolved doublets (for an anode\'s weighted Kα).')
+  flags.DEFINE_integer('lines', defaults.lines, 'N: the first N lines are indexed (M_N, F_N).')
+  flags.DEFINE_float('m20_min', defaults.m20_min, 'Least M_N of an accepted cell.')
+  flags.DEFINE_integer('max_unindexed', defaults.max_unindexed, 'Most unindexed lines of an accepted cell.')
+  flags.DEFINE_float('tolerance', defaults.tolerance, 'Degrees 2θ: a line within this of a calculated one is indexed.')
+  flags.DEFINE_float('max_volume', defaults.max_volume, 'Largest cell volume searched, Å³.')
+  flags.DEFINE_bool('evaluate', False, 'Score the crystal system of the best cell on the test sets instead.')
+  flags.DEFINE_string('corpus', None, 'Corpus for --evaluate (its test split).')
+  flags.DEFINE_string('split', 'test', 'Corpus split for --evaluate.')
+  flags.DEFINE_integer('examples', None, 'The first this many structures of the split (default: all).')
+  flags.DEFINE_list('sets', ['exact', 'equivariance', 'invariance'], 'Corpus sets for --evaluate: '
+                    'exact (peak-list positions), equivariance (train draws), invariance (invariance_test draws).')
+  flags.DEFINE_string('experimental', None, 'Measured patterns (.npz like rruff_dev.npz) for --evaluate.')
+  flags.DEFINE_integer('eval_seed', config_base.paper_config().eval_seed, 'Seed of the rendered sets\' draws.')
+  flags.DEFINE_string('out', None, 'Folder for --evaluate\'s metrics.json and per-pattern predictions.')
+
+
+def settings_from_flags() -> search.Settings:
+  return dataclasses.replace(search.Settings(), lines=FLAGS.lines, m20_min=FLAGS.m20_min,
+                             max_unindexed=FLAGS.max_unindexed, tolerance=FLAGS.tolerance,
+                             max_volume=FLAGS.max_volume)
+
+
+def observed_lines(path: str, wavelength: float | None, remove_background: bool = True,
+                   kalpha2: bool = True) -> tuple[np.ndarray, float, list[str]]:
+  """(lines [n] in degrees 2θ at the measurement wavelength, that wavelength (Å), warnings) of one file, read and
+  brought to the model grid as predict does. Raises PatternError (or ValueError) for a bad file."""
+  from difcon_jax import inference  # pylint: disable=g-import-not-at-top
+  grid = grid_lib.config()
+  pattern = patterns_lib.read_pattern(path)
+  g = inference.to_grid(pattern, grid, wavelength, grid_lib.WAVELENGTH, remove_background)
+  measured = wavelength or pattern.wavelength or grid_lib.WAVELENGTH
+  tt, height = peaks_lib.pick(g.values, grid_lib.bin_centres(grid))
+  # Back to the measurement's own 2θ, where a zero shift is one number.
+  tt = wavelength_lib.convert_two_theta(tt, grid_lib.WAVELENGTH, measured)
+  ok = np.isfinite(tt)
+  tt, height = tt[ok], height[ok]
+  if kalpha2:
+    tt, height = peaks_lib.strip_kalpha2(tt, height, measured, peaks_lib.doublet(measured))
+  return tt, measured, list(g.warnings)
+
+
+def cell_columns(solutions: list[search.Solution], top: int) -> dict:
+  """The CSV columns of the best `top` cells."""
+  row = {}
+  for r, x in enumerate(solutions[:top], 1):
+    a, b, c, alpha, beta, gamma = x.cell
+    row.update({f'cell_{r}_system': x.crystal_system, f'cell_{r}_a': f'{a:.4f}', f'cell_{r}_b': f'{b:.4f}',
+                f'cell_{r}_c': f'{c:.4f}', f'cell_{r}_alpha': f'{alpha:.3f}', f'cell_{r}_beta': f'{beta:.3f}',
+                f'cell_{r}_gamma': f'{gamma:.3f}', f'cell_{r}_volume': f'{x.volume:.2f}',
+                f'cell_{r}_zero_shift': f'{x.zero_shift:.4f}', f'cell_{r}_N': x.n, f'cell_{r}_M_N': f'{x.m:.1f}',
+                f'cell_{r}_F_N': f'{x.f:.1f} ({x.mean_error:.4f}, {x.n_possible})',
+                f'cell_{r}_unindexed': x.unindexed})
+  return row
+
+
+def index_files(paths: list[str], wavelength: float | None, settings: search.Settings, top: int = 3,
+                remove_background: bool = True, kalpha2: bool = True) -> list[dict]:
+  """One row per file (dicts, in input order)."""
+  rows = []
+  for path in paths:
+    start = time.perf_counter()
+    try:
+      tt, measured, warnings = observed_lines(path, wavelength, remove_background, kalpha2)
+    except (patterns_lib.PatternError, ValueError, FloatingPointError) as e:
+      msg = str(e) if str(e).startswith(path) else f'{path}: {e}'
+      rows.append({'file': path, 'status': 'error', 'error': msg})
+      print(f'error: {msg}', file=sys.stderr)
+      continue
+    result = search.index(tt, measured, settings)
+    row = {'file': path, 'status': 'ok', 'error': '', 'warning': '; '.join(warnings), 'wavelength': measured,
+           'lines': len(tt), 'crystal_system': result.best.crystal_system if result.best else NO_SOLUTION,
+           'seconds': f'{time.perf_counter() - start:.2f}'}
+    row.update(cell_columns(result.solutions, top))
+    rows.append(row)
+  return rows
+
+
+def check_flags() -> tuple[bool, float | None]:
+  checks = cli.Checks()
+  wl = checks.wavelength(FLAGS.wavelength, FLAGS.anode, allow_none=True)
+  checks.number('top', FLAGS.top, 1, 50, integer=True)
+  checks.number('lines', FLAGS.lines, 6, 100, integer=True)
+  checks.number('m20_min', FLAGS.m20_min, 0)
+  checks.number('max_unindexed', FLAGS.max_unindexed, 0, FLAGS.lines, integer=True)
+  checks.number('tolerance', FLAGS.tolerance, 0, 1, lo_open=True)
+  checks.number('max_volume', FLAGS.max_volume, 1, lo_open=True)
+  if FLAGS.evaluate:
+    checks.require(bool(FLAGS.corpus or FLAGS.experimental), 'corpus', FLAGS.corpus,
+                   'a corpus folder (or give --experimental)')
+    checks.require(all(s in evaluation.SETS[:3] for s in FLAGS.sets), 'sets', ','.join(FLAGS.sets),
+                   f'some of {", ".join(evaluation.SETS[:3])}')
+    checks.number('examples', FLAGS.examples, 1, integer=True, allow_none=True)
+    if FLAGS.out:
+      checks.output_dir('out', FLAGS.out)
+  else:
+    checks.output_file('output', FLAGS.output)
+  return not checks.report('index'), wl
+
+
+def evaluate(settings: search.Settings) -> dict:
+  """{set: evaluation.summary} of the corpus sets and the measured set, printed as they finish."""
+  import tqdm  # pylint: disable=g-import-not-at-top
+  results, per_pattern = {}, {}
+  jobs = [(name, lambda name=name: evaluation.corpus_items(FLAGS.corpus, FLAGS.split, name, FLAGS.examples,
+                                                             FLAGS.eval_seed)) for name in FLAGS.sets
+          if FLAGS.corpus]
+  if FLAGS.experimental:
+    jobs.append(('experimental', lambda: evaluation.measured_items(FLAGS.experimental)[0]))
+  for name, items in jobs:
+    with tqdm.tqdm(desc=f'indexing {name}', unit='pattern', file=sys.stderr) as bar:
+      out = evaluation.run(items(), grid_lib.WAVELENGTH, settings, bar)
+    results[name] = evaluation.summary(out)
+    per_pattern[name] = out
+    m = results[name]
+    print(f"INDEX {name} ({m['examples']}): crystal system {m['crystal_system_top1']:.3f}, no solution "
+          f"{m['no_solution']:.3f}, trigonal+hexagonal as one {m['crystal_system_top1_trigonal_hexagonal_merged']:.3f}"
+          f", {m['seconds_per_pattern_mean']:.2f} s per pattern", flush=True)
+  results['settings'] = dataclasses.asdict(settings)
+  results['command'] = ' '.join(sys.argv)
+  if FLAGS.out:
+    with cli.atomic_write(f'{FLAGS.out}/metrics.json') as f:
+      json.dump(results, f, indent=1)
+    for name, out in per_pattern.items():
+      with cli.atomic_write(f'{FLAGS.out}/{name}_predictions.csv', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['pattern', 'truth', 'predicted', 'm', 'seconds'])
+        labels = spacegroups.CRYSTAL_SYSTEMS + (NO_SOLUTION,)
+        for row in zip(out['names'], out['truth'], out['predicted'], out['m'], out['seconds']):
+          w.writerow([row[0], labels[row[1]], labels[row[2]], f'{row[3]:.2f}', f'{row[4]:.3f}'])
+  return results
+
+
+def main(argv):
+  ok, wl = check_flags()
+  if not ok:
+    return cli.USAGE_ERROR
+  settings = settings_from_flags()
+  if FLAGS.evaluate:
+    evaluate(settings)
+    return 0
+  inputs = [p for item in FLAGS.input for p in item.split(',') if p] + list(argv[1:])
+  if not inputs:
+    raise app.UsageError('give pattern files with --input (or as arguments)')
+  paths = patterns_lib.expand_inputs(inputs)
+  if not paths:
+    print(f'error: no pattern files in {inputs}', file=sys.stderr)
+    return cli.USAGE_ERROR
+  rows = index_files(paths, wl, settings, FLAGS.top, FLAGS.remove_background, FLAGS.kalpha2)
+  fields = list(dict.fromkeys(k for r in rows for k in r))
+  with cli.atomic_write(FLAGS.output, newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+  failed = sum(r['status'] != 'ok' for r in rows)
+  solved = sum(r.get('crystal_system', NO_SOLUTION) != NO_SOLUTION for r in rows)
+  print(f'{solved} indexed, {len(rows) - failed - solved} without a solution, {failed} failed -> {FLAGS.output}')
+  return 1 if failed else 0
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
