@@ -100,7 +100,6 @@ def main(argv=None):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from difcon_jax import train  # pylint: disable=g-import-not-at-top
   from difcon_jax.augment import params as augment_params  # pylint: disable=g-import-not-at-top
-  from difcon_jax.data import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
   from difcon_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
 
   t_start = time.perf_counter()
@@ -110,18 +109,20 @@ def main(argv=None):
   rep, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P(train.DATA_AXIS))
   device = jax.devices()[0]
 
-  # 1. The augmentation kernel alone.
+  # The train split, read once: the kernel's inputs are its first batches, the pipeline delivers the rest.
   aug_cfg = augment_params.config(config.augmentation, config.num_bins, config.two_theta_max)
-  arrays = corpus_lib.load_arrays(config.corpus, 'train', ('two_theta', 'intensity'))
+  batch_size = train.global_batch_size(config)
+  data = input_pipeline.PeakBatches(config.corpus, 'train', batch_size, config.seed,
+                                    process_index=jax.process_index(), process_count=jax.process_count(),
+                                    fields=train.step_fields(config, aug_cfg))
+
+  # 1. The augmentation kernel alone.
+  first = [data.batch(s) for s in range(-(-aug_batch // data.local_batch))]
+  arrays = {k: np.concatenate([b[k] for b in first]) for k in ('two_theta', 'intensity')}
   patterns_per_s = augmentation_rate(aug_cfg, arrays, aug_batch - aug_batch % jax.device_count(), mesh,
                                      repeats=3 if args.small else 10)
 
   # 2. The input pipeline alone.
-  batch_size = train.global_batch_size(config)
-  fields = train.step_fields(config, aug_cfg, input_pipeline.fields_of(corpus_lib.data_sources(config.corpus)['train'][0]))
-  data = input_pipeline.PeakBatches(config.corpus, 'train', batch_size, config.seed,
-                                    process_index=jax.process_index(), process_count=jax.process_count(),
-                                    fields=fields)
   to_global = lambda b: {k: jax.make_array_from_process_local_data(shard, v) for k, v in b.items()}
   batches = data.prefetch(0, place=to_global)
   next(batches)

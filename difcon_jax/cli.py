@@ -37,6 +37,18 @@ def path(p) -> epath.Path:
   return epath.Path(os.path.abspath(p) if is_local(p) else p)
 
 
+def define_pattern_input_flags() -> None:
+  """--input, --wavelength and --anode of the commands that read measured patterns (predict, index)."""
+  flags.DEFINE_multi_string('input', [], 'Pattern file, folder or glob; repeat or separate with commas.')
+  flags.DEFINE_float('wavelength', None, 'Measurement wavelength, Å (else the file\'s, else Cu Kα).')
+  flags.DEFINE_string('anode', None, 'Cu, Mo, Co, Fe, Cr or Ag (instead of --wavelength).')
+
+
+def pattern_inputs(argv: list[str]) -> list[str]:
+  """The paths given with --input (repeated or comma-separated) and as positional arguments (argv[1:])."""
+  return [p for item in flags.FLAGS.input for p in item.split(',') if p] + list(argv[1:])
+
+
 class Checks:
   """Collects '--flag=value: what is allowed' lines; `report()` prints them and says whether any failed."""
 

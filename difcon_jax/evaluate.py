@@ -140,14 +140,6 @@ def prediction_rows(preds: eval_sets.Predictions, rows: list[dict] | None = None
   return out
 
 
-def write_csv(path: str, rows: list[dict]) -> None:
-  fields = list(dict.fromkeys(k for r in rows for k in r))
-  with cli.atomic_write(path, newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-
-
 def _out_dir() -> str:
   """--out, else eval_SET inside the checkpoint, else (the bundled model) runs/eval_SET in the current folder."""
   return FLAGS.out or os.fspath(epath.Path(FLAGS.checkpoint or 'runs') / f'eval_{FLAGS.set}')
@@ -247,7 +239,7 @@ def main(argv):
     except patterns_lib.PatternError as e:
       print(f'error: {e}', file=sys.stderr)
       return 1
-    write_csv(out_dir / 'patterns.csv', rows)
+    outputs.write_rows(out_dir / 'patterns.csv', rows)
     failures = [r['error'] for r in rows if r['status'] != 'ok']
     failed = len(failures)
     for f in failures:
@@ -289,7 +281,7 @@ def main(argv):
     extra.update(similarity_within_structure=figure['within'], similarity_between_structures=figure['between'],
                  similarity_retrieval_top1=figure['retrieval_top1'])
   predicted = prediction_rows(preds, rows)
-  write_csv(out_dir / 'predictions.csv', predicted)
+  outputs.write_rows(out_dir / 'predictions.csv', predicted)
   confusion_png(metrics['crystal_system_confusion'], out_dir / 'crystal_system_confusion.png',
                 f'{FLAGS.set}: crystal system (model step {model.step})')
   metrics.update(extra, set=FLAGS.set, model_step=model.step)

@@ -24,7 +24,6 @@ and on measured patterns, with metrics.py; "no solution" counts as wrong (indexi
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import sys
@@ -42,6 +41,7 @@ from difcon_jax.crystallography import wavelength as wavelength_lib
 from difcon_jax.indexing import evaluation
 from difcon_jax.indexing import peaks as peaks_lib
 from difcon_jax.indexing import search
+from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
 
 FLAGS = flags.FLAGS
@@ -50,10 +50,8 @@ NO_SOLUTION = 'no solution'
 
 def define_flags():
   defaults = search.Settings()
-  flags.DEFINE_multi_string('input', [], 'Pattern file, folder or glob; repeat or separate with commas.')
+  cli.define_pattern_input_flags()
   flags.DEFINE_string('output', 'cells.csv', 'CSV to write.')
-  flags.DEFINE_float('wavelength', None, 'Measurement wavelength, Å (else the file\'s, else Cu Kα).')
-  flags.DEFINE_string('anode', None, 'Cu, Mo, Co, Fe, Cr or Ag (instead of --wavelength).')
   flags.DEFINE_integer('top', 3, 'Cells per file in the CSV.')
   flags.DEFINE_bool('remove_background', True, 'Subtract a SNIP background before picking peaks.')
   flags.DEFINE_bool('kalpha2', True, 'Remove the Kα2 lines of resolved doublets (for an anode\'s weighted Kα).')
@@ -160,13 +158,16 @@ def evaluate(settings: search.Settings) -> dict:
   """{set: evaluation.summary} of the corpus sets and the measured set, printed as they finish."""
   import tqdm  # pylint: disable=g-import-not-at-top
   results, per_pattern = {}, {}
-  jobs = [(name, lambda name=name: evaluation.corpus_items(FLAGS.corpus, FLAGS.split, name, FLAGS.examples,
-                                                             FLAGS.eval_seed)) for name in FLAGS.sets
-          if FLAGS.corpus]
+  jobs = []
+  if FLAGS.corpus:
+    n = evaluation.corpus_examples(FLAGS.corpus, FLAGS.split, FLAGS.examples)
+    jobs = [(name, n, lambda name=name: evaluation.corpus_items(FLAGS.corpus, FLAGS.split, name, FLAGS.examples,
+                                                                FLAGS.eval_seed)) for name in FLAGS.sets]
   if FLAGS.experimental:
-    jobs.append(('experimental', lambda: evaluation.measured_items(FLAGS.experimental)[0]))
-  for name, items in jobs:
-    with tqdm.tqdm(desc=f'indexing {name}', unit='pattern', file=sys.stderr) as bar:
+    measured = evaluation.measured_items(FLAGS.experimental)[0]
+    jobs.append(('experimental', len(measured), lambda: measured))
+  for name, total, items in jobs:
+    with tqdm.tqdm(desc=f'indexing {name}', unit='pattern', total=total, file=sys.stderr) as bar:
       out = evaluation.run(items(), grid_lib.WAVELENGTH, settings, bar)
     results[name] = evaluation.summary(out)
     per_pattern[name] = out
@@ -179,13 +180,11 @@ def evaluate(settings: search.Settings) -> dict:
   if FLAGS.out:
     with cli.atomic_write(f'{FLAGS.out}/metrics.json') as f:
       json.dump(results, f, indent=1)
+    labels = spacegroups.CRYSTAL_SYSTEMS + (NO_SOLUTION,)
     for name, out in per_pattern.items():
-      with cli.atomic_write(f'{FLAGS.out}/{name}_predictions.csv', newline='') as f:
-        w = csv.writer(f)
-        w.writerow(['pattern', 'truth', 'predicted', 'm', 'seconds'])
-        labels = spacegroups.CRYSTAL_SYSTEMS + (NO_SOLUTION,)
-        for row in zip(out['names'], out['truth'], out['predicted'], out['m'], out['seconds']):
-          w.writerow([row[0], labels[row[1]], labels[row[2]], f'{row[3]:.2f}', f'{row[4]:.3f}'])
+      outputs.write_rows(f'{FLAGS.out}/{name}_predictions.csv', [
+          {'pattern': p, 'truth': labels[t], 'predicted': labels[c], 'm': f'{m:.2f}', 'seconds': f'{s:.3f}'}
+          for p, t, c, m, s in zip(out['names'], out['truth'], out['predicted'], out['m'], out['seconds'])])
   return results
 
 
@@ -197,7 +196,7 @@ def main(argv):
   if FLAGS.evaluate:
     evaluate(settings)
     return 0
-  inputs = [p for item in FLAGS.input for p in item.split(',') if p] + list(argv[1:])
+  inputs = cli.pattern_inputs(argv)
   if not inputs:
     raise app.UsageError('give pattern files with --input (or as arguments)')
   paths = patterns_lib.expand_inputs(inputs)
@@ -205,11 +204,7 @@ def main(argv):
     print(f'error: no pattern files in {inputs}', file=sys.stderr)
     return cli.USAGE_ERROR
   rows = index_files(paths, wl, settings, FLAGS.top, FLAGS.remove_background, FLAGS.kalpha2)
-  fields = list(dict.fromkeys(k for r in rows for k in r))
-  with cli.atomic_write(FLAGS.output, newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
+  outputs.write_rows(FLAGS.output, rows)
   failed = sum(r['status'] != 'ok' for r in rows)
   solved = sum(r.get('crystal_system', NO_SOLUTION) != NO_SOLUTION for r in rows)
   print(f'{solved} indexed, {len(rows) - failed - solved} without a solution, {failed} failed -> {FLAGS.output}')

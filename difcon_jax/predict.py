@@ -23,7 +23,6 @@ predictions as bars (difcon_jax/report.py).
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 
@@ -44,10 +43,8 @@ FLAGS = flags.FLAGS
 def define_flags():
   flags.DEFINE_string('checkpoint', None, 'Training workdir or exported model (default: the bundled model, '
                       'difcon_jax/pretrained/default).')
-  flags.DEFINE_multi_string('input', [], 'Pattern file, folder or glob; repeat or separate with commas.')
+  cli.define_pattern_input_flags()
   flags.DEFINE_string('output', 'predictions.csv', 'CSV to write.')
-  flags.DEFINE_float('wavelength', None, 'Measurement wavelength, Å (else the file\'s, else Cu Kα).')
-  flags.DEFINE_string('anode', None, 'Cu, Mo, Co, Fe, Cr or Ag (instead of --wavelength).')
   flags.DEFINE_integer('top_k', 5, 'Ranked labels per head.')
   flags.DEFINE_string('embeddings', None, 'Write the embeddings of the good files here (.npy, rows in CSV order).')
   flags.DEFINE_integer('batch_size', 64, 'Patterns per model call.')
@@ -133,7 +130,7 @@ def check_outputs(paths: list[str], protected) -> bool:
 
 
 def main(argv):
-  inputs = [p for item in FLAGS.input for p in item.split(',') if p] + list(argv[1:])
+  inputs = cli.pattern_inputs(argv)
   if not inputs:
     raise app.UsageError('give pattern files with --input (or as arguments)')
   ok, wl = check_flags()
@@ -156,12 +153,8 @@ def main(argv):
   rows, emb, seen = predict_files(paths, model, wl, FLAGS.top_k, FLAGS.batch_size, FLAGS.remove_background,
                                   views=report.MAX_DETAILS if FLAGS.report else 0, check_cells=FLAGS.check_cells)
   written = [summary.narrow(r) for r in rows] if FLAGS.format == 'summary' else rows
-  fields = list(dict.fromkeys(k for r in written for k in r))
   try:
-    with cli.atomic_write(FLAGS.output, newline='') as f:
-      writer = csv.DictWriter(f, fieldnames=fields)
-      writer.writeheader()
-      writer.writerows(written)
+    outputs.write_rows(FLAGS.output, written)
     if FLAGS.embeddings:
       with cli.atomic_write(FLAGS.embeddings, 'wb') as f:
         np.save(f, emb)

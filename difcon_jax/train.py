@@ -139,14 +139,14 @@ def augment_views(config, batch, rng, aug_cfg, mesh=None):
   return jnp.stack([augment_kernel.augment_batch(k, tt, y, aug_cfg, mesh, hkl, cell) for k in keys])
 
 
-def step_fields(config, aug_cfg, corpus_fields) -> tuple[str, ...]:
+def step_fields(config, aug_cfg) -> tuple[str, ...]:
   """The batch fields the step reads: peaks and labels; the index for CNNstatic's fixed draws; hkl and cell where
-  the augmentation orients crystallites and the corpus has them."""
+  the augmentation orients crystallites (input_pipeline.PeakBatches delivers them where the corpus has them)."""
   fields = ['two_theta', 'intensity', *heads.HEADS]
   if config.static_augmentation:
     fields.append('index')
   if aug_cfg.lab_effects:
-    fields += [f for f in input_pipeline.OPTIONAL_FIELDS if f in corpus_fields]
+    fields += input_pipeline.OPTIONAL_FIELDS
   return tuple(fields)
 
 
@@ -457,10 +457,9 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
 
   # Input: only the fields the step reads, gathered whole and placed on the devices by a background thread.
   aug_cfg = augment_params.config(config.augmentation, config.num_bins, config.two_theta_max)
-  fields = step_fields(config, aug_cfg, input_pipeline.fields_of(corpus_lib.data_sources(config.corpus)['train'][0]))
   train_data = input_pipeline.PeakBatches(config.corpus, 'train', batch_size, config.seed,
                                           process_index=jax.process_index(), process_count=jax.process_count(),
-                                          fields=fields)
+                                          fields=step_fields(config, aug_cfg))
 
   # Model, optimiser, state (restored from the workdir when it has a checkpoint).
   model, tx = create_model(config), create_optimizer(config, batch_size)

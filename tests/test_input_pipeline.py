@@ -70,3 +70,16 @@ def test_evaluation_order_wraps_around(corpus_path):
   stream = np.concatenate([data.batch(s)['index'] for s in range(steps)])
   # File order, then the same order again from the first example: the last batch of a pass is filled from the next.
   np.testing.assert_array_equal(stream, np.arange(steps * 8) % n)
+
+
+def test_fields_asked_for_optional_ones_only_where_the_corpus_has_them(corpus_path, monkeypatch):
+  """A trainer asks for the optional fields its augmentation can use: present ones are delivered, absent optional
+  ones are left out, and a missing required field is refused."""
+  data = input_pipeline.PeakBatches(corpus_path, 'train', 8, fields=('two_theta', 'intensity', 'hkl'))
+  assert set(data.batch(0)) == {'index', 'two_theta', 'intensity', 'hkl'}
+  monkeypatch.setattr(input_pipeline, 'OPTIONAL_FIELDS', input_pipeline.OPTIONAL_FIELDS + ('texture',))
+  data = input_pipeline.PeakBatches(corpus_path, 'train', 8, fields=('two_theta', 'texture'))
+  assert set(data.batch(0)) == {'index', 'two_theta'}
+  with pytest.raises(ValueError, match='has no field texture'):
+    monkeypatch.setattr(input_pipeline, 'OPTIONAL_FIELDS', ('hkl', 'cell'))
+    input_pipeline.PeakBatches(corpus_path, 'train', 8, fields=('two_theta', 'texture'))

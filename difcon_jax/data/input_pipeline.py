@@ -23,7 +23,6 @@ from difcon_jax.data import corpus
 FIELDS = ('two_theta', 'intensity', 'num_peaks', 'crystal_system', 'extinction_group', 'space_group')
 # Read when the corpus has them: per-peak hkl and the cell, for orientation effects in the augmentation.
 OPTIONAL_FIELDS = ('hkl', 'cell')
-LABELS = ('crystal_system', 'extinction_group', 'space_group')
 
 
 def fields_of(record: dict) -> tuple[str, ...]:
@@ -47,8 +46,9 @@ class PeakBatches:
     process_index, process_count: this host and the number of hosts.
     in_memory: read the whole split once (default) instead of the batch's records at each step (corpora larger
       than the host's memory; about 100x slower per example).
-    fields: the fields to deliver (default: those of `fields_of`); the dataset index is always under 'index'
-      (int32). A trainer asks only for what its step reads.
+    fields: the fields to deliver (default: those of `fields_of`); OPTIONAL_FIELDS among them are delivered where
+      the corpus has them; the dataset index is always under 'index' (int32). A trainer asks only for what its
+      step reads.
   """
 
   def __init__(self, path: str, split: str, global_batch: int, seed: int = 0, shuffle: bool = True,
@@ -61,7 +61,8 @@ class PeakBatches:
     if self.size == 0:
       raise ValueError(f'{path}: split {split!r} is empty')
     available = fields_of(self._source[0])
-    self.fields = tuple(f for f in (fields or available) if f != 'index')
+    self.fields = tuple(f for f in (fields or available)
+                        if f != 'index' and (f in available or f not in OPTIONAL_FIELDS))
     missing = [f for f in self.fields if f not in available]
     if missing:
       raise ValueError(f'{path}: split {split!r} has no field {", ".join(missing)}')

@@ -41,6 +41,13 @@ class Item:
   volume: float | None = None  # Å³ of the true cell, when known
 
 
+def corpus_examples(corpus: str, split: str, examples: int | None) -> int:
+  """How many structures `corpus_items` yields: the first `examples` of the split, or all of it."""
+  from difcon_jax.data import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
+  size = len(corpus_lib.data_sources(corpus)[split])
+  return min(size, examples or size)
+
+
 def corpus_items(corpus: str, split: str, which: str, examples: int | None, eval_seed: int,
                  batch_size: int = 64) -> Iterator[Item]:
   """Observed lines of the first `examples` structures of a corpus split: 'exact' from the peak lists,

@@ -4,6 +4,8 @@ data.build, the trainer's logs).
 - `clashes(outputs, inputs, protected)`, before any work: an output that is one of the inputs, a file of the model
   or corpus being read (`protected`), or another output of the same run is refused, one line each. Paths are
   compared as the files they name (symlinks followed, hard links seen as the same file).
+- `write_rows(path, rows)`: a CSV of dict rows (the union of their keys as columns, in first-seen order), through
+  `write`: predict's, evaluate's and index's tables.
 - `write(path, mode)`: a regular file is written to a temporary sibling and renamed over the target when complete,
   so a kill leaves the old file or the new one, never half of one; through a symlink the target is replaced and the
   link kept. Character devices, FIFOs and links to them (/dev/null, /dev/stdout -> /proc/self/fd/1 -> a pipe or a
@@ -14,6 +16,7 @@ data.build, the trainer's logs).
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import re
 import stat
@@ -186,6 +189,16 @@ def write(path, mode: str = 'w', **kwargs):
     with contextlib.suppress(OSError):
       os.unlink(tmp)
     raise
+
+
+def write_rows(path, rows: Sequence[dict]) -> None:
+  """Writes dict rows as a CSV through `write` (atomic for a regular file); the columns are the rows' keys in the
+  order first seen. Raises OutputError as `write` does."""
+  fields = list(dict.fromkeys(k for r in rows for k in r))
+  with write(path, newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 @contextlib.contextmanager
