@@ -1,6 +1,15 @@
 import collections
+import functools
 import gzip
 import math
+import multiprocessing
+import os
+import pathlib
+import pickle
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -56,11 +65,93 @@ def test_structures_keep_their_group_and_the_allowed_distances(sg):
 
 @needs_pyxtal
 def test_same_structures_whatever_the_number_of_workers(tmp_path):
-  one = [(o.index, o.crystal.to_cif()) for o in synthetic.stream(24, seed=3, workers=1, chunk=5, progress=False)]
-  two = [(o.index, o.crystal.to_cif()) for o in synthetic.stream(24, seed=3, workers=2, chunk=7, progress=False)]
+  one = [(o.index, o.crystal.to_cif()) for o in synthetic.stream(24, seed=3, workers=1, progress=False)]
+  two = [(o.index, o.crystal.to_cif()) for o in synthetic.stream(24, seed=3, workers=2, progress=False)]
   assert one == two
   other = [o.crystal.to_cif() for o in synthetic.stream(4, seed=4, workers=1, progress=False)]
   assert other != [c for _, c in one[:4]]
+
+
+def _sabotage(outcome, then, kill=(), hang=()):
+  """A stream `finish`: in a worker process, SIGKILLs it at the indices `kill` and stalls at `hang`; otherwise (and
+  always in the test's own process, where the stream finishes a lost index) then(outcome)."""
+  if multiprocessing.parent_process() is not None:
+    if outcome.index in kill:
+      os.kill(os.getpid(), signal.SIGKILL)
+    if outcome.index in hang:
+      time.sleep(3600)
+  return then(outcome)
+
+
+_STREAM_IN_A_SUBPROCESS = """
+import pickle, sys
+sys.path.insert(0, sys.argv[1])  # this tests folder: the workers unpickle _sabotage from test_synthetic
+from difcon_jax.data import synthetic
+with open(sys.argv[2], 'rb') as f:
+  settings, kwargs = pickle.load(f)
+for name, value in settings.items():
+  setattr(synthetic, name, value)
+try:
+  out = ('results', list(synthetic.stream(**kwargs)))
+except synthetic.WorkersLost as e:
+  out = ('raised', e)
+with open(sys.argv[2], 'wb') as f:
+  pickle.dump(out, f)
+"""
+HANG_GUARD = 300  # seconds: a stream not done by then waits for a dead worker (done, it takes under 30 s)
+
+
+def _stream_elsewhere(tmp_path, settings, **kwargs):
+  """('results', list(synthetic.stream(**kwargs))) or ('raised', WorkersLost), run in a subprocess with the module's
+  constants `settings`; the test fails, instead of hanging, when the stream has not ended after HANG_GUARD s."""
+  path = tmp_path / 'stream.pkl'
+  path.write_bytes(pickle.dumps((settings, kwargs)))
+  proc = subprocess.Popen([sys.executable, '-c', _STREAM_IN_A_SUBPROCESS, str(pathlib.Path(__file__).parent),
+                           str(path)], start_new_session=True, stderr=subprocess.PIPE, text=True)
+  try:
+    _, err = proc.communicate(timeout=HANG_GUARD)
+  except subprocess.TimeoutExpired:
+    os.killpg(proc.pid, signal.SIGKILL)  # the subprocess and every worker it started
+    proc.communicate()
+    pytest.fail(f'the stream did not end within {HANG_GUARD} s: it waits for a dead or stalled worker')
+  assert proc.returncode == 0, err
+  return pickle.loads(path.read_bytes())
+
+
+@needs_pyxtal
+@pytest.mark.slow
+def test_a_structure_that_kills_or_stalls_its_worker_is_reported_alone(tmp_path):
+  """Index 2 kills its worker (SIGKILL, as the OOM killer does), index 5 stalls past the time limit: each becomes a
+  failed record of its own index in the corpus channel, and every other record is the one of an undisturbed run."""
+  finish = functools.partial(build._synthetic_record, spec=corpus.CorpusSpec(), test_fraction=0.1)
+  want = list(synthetic.stream(10, seed=6, workers=1, finish=finish, progress=False))
+  kind, got = _stream_elsewhere(
+      tmp_path, {'SECONDS_PER_STRUCTURE': 10}, count=10, seed=6, workers=2, progress=False,
+      finish=functools.partial(_sabotage, then=finish, kill={2}, hang={5}))
+  assert kind == 'results' and len(got) == 10
+  for i, reason in ((2, 'the worker process died (killed by SIGKILL'), (5, 'took longer than 10 s')):
+    assert 'error' not in want[i][0]  # a structure was lost, not a failed draw
+    rec, fails = got[i]
+    assert rec['source_id'] == f'index {i}' and reason in rec['error'], rec
+    assert len(fails) == 1 and fails[0][0] == synthetic.UNKNOWN_GROUP and fails[0][1].startswith(reason)
+  for i in set(range(10)) - {2, 5}:
+    (rec, fails), (rec_want, fails_want) = got[i], want[i]
+    assert fails == fails_want and rec.keys() == rec_want.keys()
+    for k in rec:
+      np.testing.assert_array_equal(rec[k], rec_want[k], err_msg=f'index {i}, {k}')
+  summary = synthetic.failure_summary([f for _, fails in got for f in fails])
+  assert summary['0']['symbol'] == 'unknown' and summary['0']['failures'] == 2
+
+
+@needs_pyxtal
+@pytest.mark.slow
+def test_a_stream_whose_every_worker_dies_stops_with_a_clear_error(tmp_path):
+  """Every worker is killed: the stream gives up after LOST_IN_A_ROW indices (3 here, to spawn fewer workers)."""
+  n = 3
+  kind, got = _stream_elsewhere(tmp_path, {'LOST_IN_A_ROW': n}, count=4 * n, seed=6, workers=2, progress=False,
+                                finish=functools.partial(_sabotage, then=synthetic._identity, kill=range(4 * n)))
+  assert kind == 'raised', got
+  assert f'structures 0-{n - 1} (seed 6) all failed' in str(got) and 'killed by SIGKILL' in str(got)
 
 
 def test_realistic_prior_follows_the_table():

@@ -320,19 +320,17 @@ def build_synthetic(count: int, out: str, seed: int = 0, prior: str = 'realistic
   failed draws per space group.
   """
   check_output(out)
-  lock = lock_output(out)  # held until the corpus is written (released when this function returns)
-  start = time.time()
-  finish = functools.partial(_synthetic_record, spec=spec, test_fraction=test_fraction)
-  results, failures = [], []
-  for rec, fails in synthetic.stream(count, seed, prior, workers, finish, max_atoms, progress=progress):
-    results.append(rec)
-    failures += fails
-  source = {'synthetic': {'count': count, 'seed': seed, 'prior': prior, 'max_atoms': max_atoms,
-                          'failed_draws': synthetic.failure_summary(failures)}, 'files': count,
-            'input_digest': synthetic_digest(count, seed, prior, max_atoms, spec, test_fraction)}
-  report = write_corpus(results, out, spec, source, time.time() - start)
-  lock.release()
-  return report
+  with lock_output(out):  # held until the corpus is written, or the build fails
+    start = time.time()
+    finish = functools.partial(_synthetic_record, spec=spec, test_fraction=test_fraction)
+    results, failures = [], []
+    for rec, fails in synthetic.stream(count, seed, prior, workers, finish, max_atoms, progress=progress):
+      results.append(rec)
+      failures += fails
+    source = {'synthetic': {'count': count, 'seed': seed, 'prior': prior, 'max_atoms': max_atoms,
+                            'failed_draws': synthetic.failure_summary(failures)}, 'files': count,
+              'input_digest': synthetic_digest(count, seed, prior, max_atoms, spec, test_fraction)}
+    return write_corpus(results, out, spec, source, time.time() - start)
 
 
 FLAGS = flags.FLAGS
@@ -412,6 +410,9 @@ def main(argv):
   except (FileNotFoundError, ValueError, folder_lock.LockedError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  except synthetic.WorkersLost as e:  # every worker process died: nothing was written
+    print(f'error: {e}', file=sys.stderr)
+    return 1
   for item in report['skipped']:
     print(f"skipped {item['reason']}", file=sys.stderr)
   print(f"{report['files']} {what} -> train {report['written']['train']}, test {report['written']['test']}, "

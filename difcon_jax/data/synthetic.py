@@ -22,7 +22,9 @@ How one structure is made (`random_structure`):
 
 A draw that fails is retried with new coordinates, then with a new Wyckoff combination; a space group that fails
 every try is reported and another group is drawn, so `count` structures always come out. Structure i depends
-only on (seed, i): the output does not depend on the number of workers.
+only on (seed, i): the output does not depend on the number of workers. Each structure is made in a worker process
+(`difcon_jax.data.workers`): one that kills its worker (a crash in a native library, the memory cap) or overruns
+SECONDS_PER_STRUCTURE is reported as a failure of that index (space group unknown), and the others still come out.
 """
 
 from __future__ import annotations
@@ -32,10 +34,9 @@ import dataclasses
 import functools
 import gzip
 import math
-import multiprocessing
 import os
 import sys
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import gemmi
 import numpy as np
@@ -46,6 +47,7 @@ from difcon_jax import cli
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure as structure_lib
 from difcon_jax.data import elements as elements_lib
+from difcon_jax.data import workers as workers_lib
 
 MAX_ATOMS = 96  # atoms in the conventional cell
 SYMPREC = 0.1  # Å, as the CIF reader checks
@@ -392,49 +394,80 @@ def make(index: int, seed: int, weights: np.ndarray, max_atoms: int = MAX_ATOMS)
 # -- many structures in a process pool -------------------------------------------------------------------------
 
 
+SECONDS_PER_STRUCTURE = 300  # a worker still busy with one structure after this is stopped, the index reported
+# This many indices in a row whose worker died, overran or raised: the fault is in every worker (a crash on start,
+# a memory cap too small), not in one structure, so the stream stops instead of spawning a worker per index.
+LOST_IN_A_ROW = 8
+UNKNOWN_GROUP = 0  # the space group of a failure that took its worker with it: which group it was drawing is lost
+
+
+class WorkersLost(RuntimeError):
+  """LOST_IN_A_ROW structures in a row failed in their worker process; the message says how the last one did."""
+
+
+class _Lost(NamedTuple):
+  """An index whose worker died, overran SECONDS_PER_STRUCTURE or raised (workers_lib.imap's on_failure)."""
+  index: int
+  reason: str
+
+
 def _identity(outcome: Outcome) -> Outcome:
   return outcome
 
 
-def _pool_job(args):
-  indices, seed, weights, max_atoms, finish = args
-  return [finish(make(i, seed, weights, max_atoms)) for i in indices]
+def _make_and_finish(index: int, seed: int, weights: np.ndarray, max_atoms: int, finish) -> object:
+  return finish(make(index, seed, weights, max_atoms))
 
 
 def stream(count: int, seed: int, prior: str = 'realistic', workers: int | None = None,
-           finish: Callable[[Outcome], object] | None = None, max_atoms: int = MAX_ATOMS, chunk: int = 16,
+           finish: Callable[[Outcome], object] | None = None, max_atoms: int = MAX_ATOMS,
            progress: bool = True) -> Iterator:
   """finish(make(i)) for i = 0..count-1, in order, computed by `workers` processes with a progress bar.
 
   `finish` runs in the worker (e.g. the peak list of the structure) and must be picklable (a module-level
-  function or functools.partial of one).
+  function or functools.partial of one). Each index goes to a worker of `workers_lib.imap`: one whose worker dies
+  (a crash in spglib or gemmi, the memory cap), overruns SECONDS_PER_STRUCTURE or raises becomes, in this process,
+  finish(Outcome(i, None, [(UNKNOWN_GROUP, reason)])), the failure of that index alone, and the rest go on.
+  workers=1 runs everything in this process instead (no worker to lose: for tests and debugging; a crash there
+  ends the caller); the default, None, is one worker process per CPU core.
+
+  Raises:
+    WorkersLost: LOST_IN_A_ROW indices in a row failed in their workers (every worker dies, not one structure).
   """
   weights = prior_weights(prior)
-  workers = workers or os.cpu_count() or 1
   finish = finish or _identity
-  jobs = [(list(range(s, min(s + chunk, count))), seed, weights, max_atoms, finish) for s in range(0, count, chunk)]
+  job = functools.partial(_make_and_finish, seed=seed, weights=weights, max_atoms=max_atoms, finish=finish)
+  if workers == 1:
+    results = map(job, range(count))
+  else:
+    n = max(1, min(workers or os.cpu_count() or 1, count))
+    results = workers_lib.imap(job, range(count), n, on_failure=_Lost, timeout=SECONDS_PER_STRUCTURE)
   bar = tqdm.tqdm(total=count, desc='structures', unit='st', file=sys.stderr, disable=not progress, smoothing=0.05)
+  lost = 0  # indices in a row (in output order) that failed in their worker
   try:
-    if workers == 1:
-      results = map(_pool_job, jobs)
-      for res in results:
-        bar.update(len(res))
-        yield from res
-    else:
-      ctx = multiprocessing.get_context('spawn')  # no fork of a process that may hold JAX/TFDS threads
-      with ctx.Pool(workers) as pool:
-        for res in pool.imap(_pool_job, jobs):
-          bar.update(len(res))
-          yield from res
+    for result in results:
+      if isinstance(result, _Lost):
+        lost += 1
+        if lost >= LOST_IN_A_ROW:
+          raise WorkersLost(f'structures {result.index - lost + 1}-{result.index} (seed {seed}) all failed in their '
+                            f'worker processes, the last: {result.reason}; stopped, since every worker fails')
+        result = finish(Outcome(result.index, None, [(UNKNOWN_GROUP, result.reason)]))
+      else:
+        lost = 0
+      bar.update()
+      yield result
   finally:
     bar.close()
+    if hasattr(results, 'close'):
+      results.close()  # stops the workers now, not when the generator is collected
 
 
 def failure_summary(failures: Sequence[tuple[int, str]]) -> dict[str, dict]:
   """{space group: {'failures': n, 'last_reason': ...}} for reports."""
   out: dict[str, dict] = {}
   for sg, reason in failures:
-    row = out.setdefault(str(sg), {'symbol': spacegroups.symbol(sg), 'failures': 0})
+    symbol = 'unknown' if sg == UNKNOWN_GROUP else spacegroups.symbol(sg)
+    row = out.setdefault(str(sg), {'symbol': symbol, 'failures': 0})
     row['failures'] += 1
     row['last_reason'] = reason
   return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
@@ -465,7 +498,11 @@ def main(argv):
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  paths, failures = write_synthetic(f.out, f.count, f.seed, f.prior, f.workers, f.max_atoms)
+  try:
+    paths, failures = write_synthetic(f.out, f.count, f.seed, f.prior, f.workers, f.max_atoms)
+  except WorkersLost as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
   report = failure_summary(failures)
   for sg, row in report.items():
     print(f"space group {sg} ({row['symbol']}): {row['failures']} failed draws, last: {row['last_reason']}",
