@@ -6,6 +6,32 @@ Every field the trainer reads is set here, so that a config file shows only what
 import ml_collections
 
 from difcon_jax import grid
+from difcon_jax.augment import params as augment_params
+
+
+def evaluator(kind: str, distribution: str | None = None, data: str | None = None, labels: str | None = None,
+              every: int | None = None) -> ml_collections.ConfigDict:
+  """One evaluation set of config.evals (difcon_jax/evaluators.py): kind 'simulated' (the corpus test split
+  rendered with an augmentation `distribution`) or 'measured' (labelled patterns in `data`, `labels` for a
+  folder; off while data is None); run every `every` steps (None: config.eval_every) and at the last step. Every
+  field exists in every entry, so each can be set from the command line (--config.evals.NAME.FIELD=...)."""
+  placeholder = ml_collections.config_dict.placeholder
+  e = ml_collections.ConfigDict(dict(kind=kind, distribution=placeholder(str), data=placeholder(str),
+                                     labels=placeholder(str), every=placeholder(int)))
+  e.distribution, e.data, e.labels, e.every = distribution, data, labels, every
+  return e
+
+
+def default_evals() -> ml_collections.ConfigDict:
+  """The evaluation sets of every run: the paper's equivariance set (the test split under training's
+  distribution) and invariance set (unseen ranges, low angles cropped away), invariance_nuisance (unseen nuisance
+  with training's crops: augment/params.py says why), and a measured set, off until given data
+  (--config.evals.experimental.data=PATTERNS.npz). Checkpoints are chosen on the simulated sets only."""
+  return ml_collections.ConfigDict(dict(
+      equivariance=evaluator('simulated', 'train'),
+      invariance=evaluator('simulated', 'invariance_test'),
+      invariance_nuisance=evaluator('simulated', 'invariance_nuisance'),
+      experimental=evaluator('measured')))
 
 
 def paper_config() -> ml_collections.ConfigDict:
@@ -22,7 +48,10 @@ def paper_config() -> ml_collections.ConfigDict:
   c.wavelength = grid.WAVELENGTH  # Å; the corpus must hold peak lists at it (the trainer checks)
   c.num_bins = grid.NUM_BINS
   c.two_theta_max = grid.TWO_THETA_MAX
-  c.augmentation = 'train'  # train, invariance_test or ideal
+  c.augmentation = 'train'  # a distribution of augment/params.py: train, invariance_test, ideal, lab, ...
+  # Its quantities set by the config (None: the distribution's own), each a range (lo, hi) or a probability, e.g.
+  # --config.augment.U=1e-4,3e-4; config.json records the ranges the run rendered, these merged in.
+  c.augment = augment_params.override_fields()
   c.static_augmentation = False  # CNNstatic: one fixed draw per example instead of a new one per step
   c.views = 0  # augmented views per example and step; 0: what the loss needs (2 with a contrastive loss, else 1)
   # Examples per step over all devices. per_device_batch_size > 0 instead sets it per device, the global batch then
@@ -38,7 +67,8 @@ def paper_config() -> ml_collections.ConfigDict:
   c.eval_examples = 40_000
   c.checkpoint_every = 5000
   c.keep_checkpoints = 3
-  c.best_metric = 'equivariance/space_group_top1'
+  c.best_metric = 'equivariance/space_group_top1'  # a metric of a simulated set of c.evals
+  c.evals = default_evals()  # a config file adds a set: c.evals.lab = config_base.evaluator('simulated', 'lab')
   c.ema_decay = 0.0
   c.prefetch = 2  # batches placed on the devices ahead of the step, by a background thread
   # A training loss above this (or not finite) stops the run before the next checkpoint: the last good checkpoint

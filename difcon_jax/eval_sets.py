@@ -18,20 +18,16 @@ import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 
-from difcon_jax import inference
 from difcon_jax import metrics
+from difcon_jax import summary
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
-from difcon_jax.crystallography import wavelength as wavelength_lib
 from difcon_jax.data import input_pipeline
 from difcon_jax.io import labelled
-from difcon_jax.io import patterns as patterns_lib
+from difcon_jax.io import measured
 from difcon_jax.models import heads
 
 TOP_K = max(metrics.TOP_K)
-# The simulated test sets: name -> the augmentation distribution of the corpus test split. The paper's two, and
-# invariance_nuisance: unseen nuisance with training's crops (augment/params.py says why).
-SIMULATED = {'equivariance': 'train', 'invariance': 'invariance_test', 'invariance_nuisance': 'invariance_nuisance'}
 
 
 @dataclasses.dataclass
@@ -121,43 +117,22 @@ def grid_batches(x: np.ndarray, names: list[str], batch_size: int, space_groups=
                 {h: v[start:start + n] for h, v in labels.items()} if labels is not None else None, n)
 
 
-def measured_items(data_path: str, labels_path: str | None) -> list[labelled.Item]:
-  """The patterns of a measured set as read: an .npz (Cu Kα, the layout of rruff_dev.npz) or a folder with
-  labels.csv (io/labelled.py). Raises PatternError when the set as a whole cannot be read."""
-  if data_path.endswith('.npz'):
-    return labelled.read_npz(data_path, wavelength_lib.CU_KA)  # the layout of rruff_dev.npz: Cu Kα
-  return labelled.read_folder(data_path, labels_path)
-
-
 def read_measured(data_path: str, labels_path: str | None, grid, training_wavelength: float,
                   items: list[labelled.Item] | None = None):
-  """A measured set on the model grid (inference.to_grid): an .npz (Cu Kα, the layout of rruff_dev.npz) or a folder
-  with labels.csv (io/labelled.py); items: the set already read by `measured_items` (None: read it here).
+  """A labelled measured set on the model grid (io.measured: an .npz, Cu Kα, in the layout of rruff_dev.npz, or a
+  folder with labels.csv); items: the set already read by `measured.read_set` (None: read it here).
 
   Returns (patterns [N, bins], space groups [N], names [N], rows): rows has one entry per pattern of the set,
   {'file', 'status' ('ok' or 'error'), 'error', 'warning', 'space_group'}, the usable ones being the N in order.
   Raises PatternError when the set as a whole cannot be read.
   """
   if items is None:
-    items = measured_items(data_path, labels_path)
-  grids, sgs, names, rows = [], [], [], []
-  for item in items:
-    row = {'file': item.name, 'status': 'error', 'error': item.error, 'warning': '',
-           'space_group': item.space_group or ''}
-    rows.append(row)
-    if item.pattern is None:
-      continue
-    try:
-      g = inference.to_grid(item.pattern, grid, item.wavelength, training_wavelength)
-    except (patterns_lib.PatternError, ValueError, FloatingPointError) as e:
-      row['error'] = str(e) if str(e).startswith(item.name) else f'{item.name}: {e}'
-      continue
-    row.update(status='ok', warning='; '.join(g.warnings))
-    grids.append(g.values)
-    sgs.append(item.space_group)
-    names.append(item.name)
-  grids = np.stack(grids) if grids else np.zeros((0, grid.num_bins), np.float32)
-  return grids, np.array(sgs, dtype=np.int64), names, rows
+    items = measured.read_set(data_path, labels_path)
+  records = [measured.load_item(item, grid, training_wavelength) for item in items]
+  good = [m for m in records if m.ok]
+  rows = [{**summary.status_row(m.name, m.error, m.warnings), 'space_group': m.space_group or ''} for m in records]
+  return (measured.stack(records, grid.num_bins), np.array([m.space_group for m in good], dtype=np.int64),
+          [m.name for m in good], rows)
 
 
 @functools.partial(jax.jit, static_argnums=1)

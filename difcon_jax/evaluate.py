@@ -1,7 +1,8 @@
-r"""Evaluate a trained model on one of the paper's three test sets, with its pictures.
+r"""Evaluate a trained model on one of the paper's three test sets (or another set of its config.evals), with its
+pictures.
 
   python -m difcon_jax.evaluate [--checkpoint=DIR [--weights=best|latest]] \
-      --set={equivariance,invariance,experimental} [--corpus=DIR] \
+      --set={equivariance,invariance,invariance_nuisance,experimental} [--corpus=DIR] \
       [--data=PATTERNS.npz | --data=FOLDER --labels=labels.csv] [--out=DIR]
 
 - equivariance: held-out structures (the corpus test split), augmented with the train distribution;
@@ -45,19 +46,22 @@ import numpy as np
 from difcon_jax import cli
 from difcon_jax import config_base
 from difcon_jax import eval_sets
+from difcon_jax import evaluators
 from difcon_jax import grid as grid_lib
 from difcon_jax import inference
-from difcon_jax import metrics as metrics_lib
 from difcon_jax import report
 from difcon_jax import similarity
+from difcon_jax import summary as summary_lib
+from difcon_jax import workdir as workdir_lib
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.data import corpus as corpus_lib
 from difcon_jax.data import sample as sample_lib
+from difcon_jax.io import measured
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
+from difcon_jax.models import heads
 
 FLAGS = flags.FLAGS
-HEADS = metrics_lib.HEADS
 FIGURE_VIEWS = 8  # renderings of each structure in the figure (the paper's eight)
 # What the command writes into --out (checked before any work against its inputs and the model's files).
 OUTPUT_FILES = ('patterns.csv', 'predictions.csv', 'metrics.json', 'crystal_system_confusion.png',
@@ -69,8 +73,8 @@ def define_flags():
                       'difcon_jax/pretrained/default).')
   flags.DEFINE_enum('weights', 'best', ['best', 'latest'], 'With a training workdir: its best checkpoint (by '
                     'config.best_metric) or its latest one (the step of final_metrics.json).')
-  flags.DEFINE_enum('set', 'equivariance', ['equivariance', 'invariance', 'invariance_nuisance', 'experimental'],
-                    'Test set.')
+  flags.DEFINE_string('set', 'equivariance', 'Test set: experimental (measured patterns, --data) or a simulated '
+                      "set of the model's config.evals (equivariance, invariance, invariance_nuisance by default).")
   flags.DEFINE_string('corpus', None, 'Corpus for the simulated sets (default: the one the model trained on).')
   flags.DEFINE_string('data', None, 'Measured patterns for --set=experimental (.npz or folder).')
   flags.DEFINE_string('labels', None, 'labels.csv for a folder of measured patterns.')
@@ -118,28 +122,6 @@ def similarity_png(model, corpus, n, path, title, seed) -> dict:
   return summary
 
 
-def prediction_rows(preds: eval_sets.Predictions, rows: list[dict] | None = None, k: int = eval_sets.TOP_K):
-  """predictions.csv: predict's row of every pattern (its columns, the same ranking) and the true labels.
-
-  rows: the measured set's one row per pattern ({'file', 'status', 'error', 'warning', ...}, in order; the usable
-  ones are preds' patterns in the same order); None for a simulated set (every pattern usable)."""
-  if rows is None:
-    rows = [{'file': name, 'status': 'ok', 'error': '', 'warning': ''} for name in preds.names]
-  out, j = [], 0
-  for row in rows:
-    row = {c: row[c] for c in ('file', 'status', 'error', 'warning')}
-    if row['status'] == 'ok':
-      row.update(inference.prediction_columns(preds.ranked, j, k))
-      sg = int(preds.labels['space_group'][j])
-      row.update(true_crystal_system=spacegroups.CRYSTAL_SYSTEMS[int(preds.labels['crystal_system'][j])],
-                 true_extinction_group=spacegroups.extinction_group_label(int(preds.labels['extinction_group'][j])),
-                 true_extinction_group_index=int(preds.labels['extinction_group'][j]), true_space_group=sg,
-                 true_space_group_symbol=spacegroups.symbol(sg))
-      j += 1
-    out.append(row)
-  return out
-
-
 def _out_dir() -> str:
   """--out, else eval_SET inside the checkpoint, else (the bundled model) runs/eval_SET in the current folder."""
   return FLAGS.out or os.fspath(epath.Path(FLAGS.checkpoint or 'runs') / f'eval_{FLAGS.set}')
@@ -185,14 +167,29 @@ def _listed_files() -> list[str]:
     return []  # read again, and reported, with the set
 
 
+def _simulated_sets() -> list[str]:
+  """The simulated evaluation sets of the model's config.evals (the defaults when its config.json cannot be read
+  here: the model's own check reports that)."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  try:
+    raw = workdir_lib.read_config(FLAGS.checkpoint or inference.BUNDLED_MODEL) or {}
+  except (OSError, ValueError):
+    raw = {}
+  config = ml_collections.ConfigDict(raw if isinstance(raw, dict) else {})
+  return [n for n, spec in evaluators.specs(config).items() if spec['kind'] == 'simulated']
+
+
 def check_flags() -> bool:
   """Prints one line per bad flag (what is allowed); True when all are fine. Runs before any work."""
   checks = cli.Checks()
   if FLAGS.checkpoint is not None:  # None: the bundled model
-    checks.require((epath.Path(FLAGS.checkpoint) / 'config.json').exists(), 'checkpoint', FLAGS.checkpoint,
+    checks.require(workdir_lib.path(FLAGS.checkpoint, workdir_lib.CONFIG).exists(), 'checkpoint', FLAGS.checkpoint,
                    'a training workdir or exported model (with config.json)')
   checks.number('batch_size', FLAGS.batch_size, 1, integer=True)
   checks.number('figure_structures', FLAGS.figure_structures, 1, integer=True)
+  simulated = _simulated_sets()
+  checks.require(FLAGS.set == 'experimental' or FLAGS.set in simulated, 'set', FLAGS.set,
+                 f'experimental or a simulated set of the model ({", ".join(simulated)})')
   if FLAGS.set == 'experimental':
     if checks.require(bool(FLAGS.data), 'data', FLAGS.data, 'with --set=experimental: an .npz or a folder'):
       if FLAGS.data.endswith('.npz'):
@@ -234,7 +231,7 @@ def main(argv):
   items, kept = None, []
   if FLAGS.set == 'experimental':
     try:
-      items = eval_sets.measured_items(FLAGS.data, FLAGS.labels)
+      items = measured.read_set(FLAGS.data, FLAGS.labels)
       x, sg, names, rows = eval_sets.read_measured(FLAGS.data, FLAGS.labels, model.grid, model.wavelength, items)
     except patterns_lib.PatternError as e:
       print(f'error: {e}', file=sys.stderr)
@@ -269,7 +266,8 @@ def main(argv):
         return cli.USAGE_ERROR
     rows = None
     try:
-      data = eval_sets.SimulatedSet(corpus, eval_sets.SIMULATED[FLAGS.set], model.config.num_bins,
+      data = eval_sets.SimulatedSet(corpus, evaluators.simulated_distribution(model.config, FLAGS.set),
+                                    model.config.num_bins,
                                     model.config.two_theta_max, FLAGS.batch_size, eval_seed, mesh=model.mesh)
     except corpus_lib.CorpusError as e:
       print(f'error: {e}', file=sys.stderr)
@@ -280,7 +278,9 @@ def main(argv):
                             f'{shown} test structures x {FIGURE_VIEWS} invariance_test augmentations', eval_seed)
     extra.update(similarity_within_structure=figure['within'], similarity_between_structures=figure['between'],
                  similarity_retrieval_top1=figure['retrieval_top1'])
-  predicted = prediction_rows(preds, rows)
+  if rows is None:  # a simulated set: every pattern usable
+    rows = [summary_lib.status_row(name) for name in preds.names]
+  predicted = summary_lib.prediction_rows(rows, preds.ranked, eval_sets.TOP_K, preds.labels)
   outputs.write_rows(out_dir / 'predictions.csv', predicted)
   confusion_png(metrics['crystal_system_confusion'], out_dir / 'crystal_system_confusion.png',
                 f'{FLAGS.set}: crystal system (model step {model.step})')
@@ -295,7 +295,7 @@ def main(argv):
     print(f'report: {page}')
   print(f"{FLAGS.set} ({metrics['examples']} patterns{f', {failed} left out' if failed else ''}), top-1 / top-5 "
         'accuracy: ' + '; '.join(f"{h.replace('_', ' ')} {metrics[f'{h}_top1']:.3f} / {metrics[f'{h}_top5']:.3f}"
-                                 for h in HEADS) + f' -> {out_dir}')
+                                 for h in heads.HEADS) + f' -> {out_dir}')
   return 1 if failed else 0
 
 

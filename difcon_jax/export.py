@@ -20,6 +20,7 @@ from etils import epath
 
 from difcon_jax import cli
 from difcon_jax import inference
+from difcon_jax import workdir as workdir_lib
 from difcon_jax.io import outputs
 
 FLAGS = flags.FLAGS
@@ -38,12 +39,11 @@ def check_flags() -> bool:
   """Prints one line per bad flag; True when all are fine. Nothing is created before."""
   checks = cli.Checks()
   work = epath.Path(FLAGS.workdir)
-  if checks.require(work.is_dir() and (work / 'config.json').exists() and
-                    any((work / d).is_dir() for d in ('checkpoints', 'best')), 'workdir', FLAGS.workdir,
+  if checks.require(work.is_dir() and workdir_lib.is_training_workdir(FLAGS.workdir), 'workdir', FLAGS.workdir,
                     'a training workdir (a folder with config.json and checkpoints/)'):
     if checks.output_dir('out', FLAGS.out):
-      files = {f'out {name}': str(epath.Path(FLAGS.out) / name) for name in ('config.json', 'variables.msgpack',
-                                                                              'model.json')}
+      files = {f'out {name}': str(epath.Path(FLAGS.out) / name)
+               for name in (workdir_lib.CONFIG, *workdir_lib.EXPORTED_FILES)}
       for flag, path, why in outputs.clashes(files, protected=inference.model_files(FLAGS.workdir))[:1]:
         checks.require(False, flag, FLAGS.out, f'not the workdir: {why} ({path})')
   return not checks.report('export')

@@ -29,6 +29,17 @@ def bin_width(grid: ml_collections.ConfigDict) -> float:
   return (grid.two_theta_max - grid.two_theta_min) / grid.num_bins
 
 
-def bin_centres(grid: ml_collections.ConfigDict) -> np.ndarray:
-  """[num_bins] 2θ (degrees) of the bin centres."""
-  return grid.two_theta_min + (np.arange(grid.num_bins) + 0.5) * bin_width(grid)
+def bin_centre(grid: ml_collections.ConfigDict, index):
+  """2θ (degrees) of the centres of bins `index` (integers, any shape; NumPy or JAX, traced or not)."""
+  return grid.two_theta_min + (index + 0.5) * bin_width(grid)
+
+
+def bin_centres(grid: ml_collections.ConfigDict, xp=np, dtype=None):
+  """[num_bins] 2θ (degrees) of the bin centres, as an array of the array module `xp` (numpy or jax.numpy):
+  float64 by NumPy's default, float32 under JAX, whose arange the centres are computed from (dtype given, in it)."""
+  return bin_centre(grid, xp.arange(grid.num_bins, dtype=dtype))
+
+
+def bin_edges(grid: ml_collections.ConfigDict) -> np.ndarray:
+  """[num_bins + 1] 2θ (degrees) of the bin edges (float64)."""
+  return grid.two_theta_min + np.arange(grid.num_bins + 1) * bin_width(grid)

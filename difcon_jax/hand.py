@@ -8,8 +8,8 @@ crystal system, extinction group and space group, trained on the corpus train sp
 (the equivariance set), on those structures rendered with the invariance_test augmentations and, when given, on
 measured patterns (peaks picked from the profile in both). The invariance patterns are those the network is
 evaluated on (eval_sets.SimulatedSet, the same seed), the measured ones are read as evaluate reads them
-(eval_sets.read_measured), and the metrics are the network's (metrics.summary of each classifier's ranking), with
-how often the predicted space group falls outside the predicted crystal system.
+(eval_sets.read_measured, through io/measured.py), and the metrics are the network's (metrics.summary of each
+classifier's ranking), with how often the predicted space group falls outside the predicted crystal system.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from difcon_jax import metrics
 from difcon_jax.data import corpus as corpus_lib
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
+from difcon_jax.models import heads
 
 FLAGS = flags.FLAGS
-HEADS = metrics.HEADS
 
 
 def define_flags():
@@ -73,17 +73,17 @@ class Hand:
   def __init__(self, trees: int = 300, seed: int = 0, min_samples_leaf: int = 1):
     from sklearn.ensemble import ExtraTreesClassifier  # pylint: disable=g-import-not-at-top
     self.models = {h: ExtraTreesClassifier(n_estimators=trees, random_state=seed, n_jobs=-1,
-                                            min_samples_leaf=min_samples_leaf) for h in HEADS}
+                                            min_samples_leaf=min_samples_leaf) for h in heads.HEADS}
 
   def fit(self, x, labels):
-    for h in HEADS:
+    for h in heads.HEADS:
       self.models[h].fit(x, labels[h])
     return self
 
   def rank(self, x, k: int = 5) -> dict:
     """{head: [N, k] labels, most probable first} (ties: the lower label first, as the trees' predict)."""
     out = {}
-    for h in HEADS:
+    for h in heads.HEADS:
       proba = self.models[h].predict_proba(x)
       out[h] = self.models[h].classes_[np.argsort(-proba, 1, kind='stable')[:, :k]]
     return out
@@ -99,20 +99,21 @@ def run(corpus: str, experimental: str | None = None, min_intensity: float = 0.0
   train = corpus_lib.load_arrays(corpus, 'train')
   test = corpus_lib.load_arrays(corpus, 'test')
   model = Hand(trees, seed, min_samples_leaf).fit(features(train['two_theta'], train['intensity'], min_intensity),
-                                {h: train[h] for h in HEADS})
-  labels = {h: test[h] for h in HEADS}
+                                {h: train[h] for h in heads.HEADS})
+  labels = {h: test[h] for h in heads.HEADS}
   results = {'equivariance': evaluate(model, features(test['two_theta'], test['intensity'], min_intensity), labels)}
   # Invariance: the network's invariance set (the test structures, invariance_test draws), peaks picked.
   from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top
+  from difcon_jax import evaluators  # pylint: disable=g-import-not-at-top
   grid = grid_lib.config()
-  data = eval_sets.SimulatedSet(corpus, eval_sets.SIMULATED['invariance'], grid.num_bins, grid.two_theta_max, 64,
-                                eval_seed)
+  invariance = evaluators.simulated_distribution(config_base.paper_config(), 'invariance')
+  data = eval_sets.SimulatedSet(corpus, invariance, grid.num_bins, grid.two_theta_max, 64, eval_seed)
   picked, inv_labels = [], []
   for b in data:
     picked += [picked_peaks(np.maximum(v, 0), grid) for v in np.asarray(b.x)[:b.count]]
     inv_labels.append(b.labels)
   x_inv = np.stack([features([t], [y], min_intensity)[0] for t, y in picked])
-  results['invariance'] = evaluate(model, x_inv, {h: np.concatenate([l[h] for l in inv_labels]) for h in HEADS})
+  results['invariance'] = evaluate(model, x_inv, {h: np.concatenate([l[h] for l in inv_labels]) for h in heads.HEADS})
   if experimental:
     x, sgs, _, _ = eval_sets.read_measured(experimental, None, grid, grid_lib.WAVELENGTH)
     picked = [picked_peaks(g, grid) for g in x]
@@ -152,7 +153,7 @@ def main(argv):
     print(f'hand: error: {e}', file=sys.stderr)
     return 1
   for name, m in results.items():
-    print(f"HAND {name} ({m['examples']}): " + '  '.join(f"{h} {m[f'{h}_top1']:.3f}" for h in HEADS) +
+    print(f"HAND {name} ({m['examples']}): " + '  '.join(f"{h} {m[f'{h}_top1']:.3f}" for h in heads.HEADS) +
           f"  SG outside predicted CS {m['space_group_outside_predicted_crystal_system']:.3f}")
   if FLAGS.out:
     out = epath.Path(FLAGS.out)

@@ -4,9 +4,9 @@ r"""Indexing: unit cells from the peak positions of measured patterns (the paper
       [--output=cells.csv] [--top=3]
   python -m difcon_jax.index --evaluate --corpus=DIR [--examples=N] [--experimental=PATTERNS.npz] [--out=DIR]
 
-Each file is read, converted and background-subtracted as `predict` does (io.patterns.read_pattern,
-inference.to_grid), its peaks are picked and Kα2 partners removed (indexing/peaks.py), and cells are searched from
-cubic down to monoclinic with a zero shift (indexing/search.py). One CSV row per file: the crystal system of the
+Each file is read, converted and background-subtracted by the loader `predict` uses (io.measured.load), its
+peaks are picked and Kα2 partners removed (indexing/peaks.py), and cells are searched from cubic down to
+monoclinic with a zero shift (indexing/search.py). One CSV row per file: the crystal system of the
 best cell, or "no solution" when no cell reaches M20 >= --m20_min with at most --max_unindexed unindexed lines
 (10 and 3: de Wolff's rule of thumb is 10 and 2; picked peaks bring spurious lines, see docs/results.md "INDEX"),
 then the best --top cells with their system, a b c alpha beta gamma (Å, degrees),
@@ -41,6 +41,7 @@ from difcon_jax.crystallography import wavelength as wavelength_lib
 from difcon_jax.indexing import evaluation
 from difcon_jax.indexing import peaks as peaks_lib
 from difcon_jax.indexing import search
+from difcon_jax.io import measured
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
 
@@ -80,20 +81,20 @@ def settings_from_flags() -> search.Settings:
 def observed_lines(path: str, wavelength: float | None, remove_background: bool = True,
                    kalpha2: bool = True) -> tuple[np.ndarray, float, list[str]]:
   """(lines [n] in degrees 2θ at the measurement wavelength, that wavelength (Å), warnings) of one file, read and
-  brought to the model grid as predict does. Raises PatternError (or ValueError) for a bad file."""
-  from difcon_jax import inference  # pylint: disable=g-import-not-at-top
+  brought to the model grid as predict does (io.measured.load). Raises PatternError (or ValueError) for a bad
+  file."""
   grid = grid_lib.config()
-  pattern = patterns_lib.read_pattern(path)
-  g = inference.to_grid(pattern, grid, wavelength, grid_lib.WAVELENGTH, remove_background)
-  measured = wavelength or pattern.wavelength or grid_lib.WAVELENGTH
-  tt, height = peaks_lib.pick(g.values, grid_lib.bin_centres(grid))
+  m = measured.load(path, grid, wavelength, grid_lib.WAVELENGTH, remove_background)
+  if not m.ok:
+    raise patterns_lib.PatternError(m.error)
+  tt, height = peaks_lib.pick(m.values, grid_lib.bin_centres(grid))
   # Back to the measurement's own 2θ, where a zero shift is one number.
-  tt = wavelength_lib.convert_two_theta(tt, grid_lib.WAVELENGTH, measured)
+  tt = wavelength_lib.convert_two_theta(tt, grid_lib.WAVELENGTH, m.wavelength)
   ok = np.isfinite(tt)
   tt, height = tt[ok], height[ok]
   if kalpha2:
-    tt, height = peaks_lib.strip_kalpha2(tt, height, measured, peaks_lib.doublet(measured))
-  return tt, measured, list(g.warnings)
+    tt, height = peaks_lib.strip_kalpha2(tt, height, m.wavelength, peaks_lib.doublet(m.wavelength))
+  return tt, m.wavelength, list(m.warnings)
 
 
 def cell_columns(solutions: list[search.Solution], top: int) -> dict:
@@ -117,14 +118,14 @@ def index_files(paths: list[str], wavelength: float | None, settings: search.Set
   for path in paths:
     start = time.perf_counter()
     try:
-      tt, measured, warnings = observed_lines(path, wavelength, remove_background, kalpha2)
+      tt, measured_at, warnings = observed_lines(path, wavelength, remove_background, kalpha2)
     except (patterns_lib.PatternError, ValueError, FloatingPointError) as e:
       msg = str(e) if str(e).startswith(path) else f'{path}: {e}'
       rows.append({'file': path, 'status': 'error', 'error': msg})
       print(f'error: {msg}', file=sys.stderr)
       continue
-    result = search.index(tt, measured, settings)
-    row = {'file': path, 'status': 'ok', 'error': '', 'warning': '; '.join(warnings), 'wavelength': measured,
+    result = search.index(tt, measured_at, settings)
+    row = {'file': path, 'status': 'ok', 'error': '', 'warning': '; '.join(warnings), 'wavelength': measured_at,
            'lines': len(tt), 'crystal_system': result.best.crystal_system if result.best else NO_SOLUTION,
            'seconds': f'{time.perf_counter() - start:.2f}'}
     row.update(cell_columns(result.solutions, top))
@@ -164,8 +165,8 @@ def evaluate(settings: search.Settings) -> dict:
     jobs = [(name, n, lambda name=name: evaluation.corpus_items(FLAGS.corpus, FLAGS.split, name, FLAGS.examples,
                                                                 FLAGS.eval_seed)) for name in FLAGS.sets]
   if FLAGS.experimental:
-    measured = evaluation.measured_items(FLAGS.experimental)[0]
-    jobs.append(('experimental', len(measured), lambda: measured))
+    experimental = evaluation.measured_items(FLAGS.experimental)[0]
+    jobs.append(('experimental', len(experimental), lambda: experimental))
   for name, total, items in jobs:
     with tqdm.tqdm(desc=f'indexing {name}', unit='pattern', total=total, file=sys.stderr) as bar:
       out = evaluation.run(items(), grid_lib.WAVELENGTH, settings, bar)

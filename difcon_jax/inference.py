@@ -1,15 +1,11 @@
-"""A trained model for inference: restore from a workdir, bring measured patterns to the training grid, predict.
+"""A trained model for inference: restore from a workdir or an exported model, predict, export.
 
-Preprocessing (`to_grid`, used by predict, evaluate and HAND alike): a finely sampled pattern averaged down to
-MAX_POINTS_PER_BIN points per model bin (the work after reading then scales with the grid, not the file), 2θ
-converted from the measurement wavelength to the training wavelength through d (the paper's formula; points with
-no counterpart are dropped with a warning), background removed with pybaselines' SNIP, intensities interpolated
-at the bin centres (zero outside the measured range), strongest point scaled to 1 as in training.
+Measured patterns reach the model grid through io/measured.py (`to_grid`, used by predict, evaluate, index and
+HAND alike).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import math
@@ -27,72 +23,12 @@ import orbax.checkpoint as ocp
 
 from difcon_jax import cli
 from difcon_jax import grid as grid_lib
-from difcon_jax.crystallography import spacegroups
-from difcon_jax.crystallography import wavelength as wavelength_lib
+from difcon_jax import workdir as workdir_lib
 from difcon_jax.io import outputs
-from difcon_jax.io import patterns as patterns_lib
 from difcon_jax.models import resnet1d
-
-MAX_POINTS_PER_BIN = 2  # finer patterns are averaged down to this many points per model bin first
-
-
-@dataclasses.dataclass
-class GridPattern:
-  values: np.ndarray  # [bins]
-  warnings: list[str]
-
-
-def to_grid(pattern: patterns_lib.Pattern, grid: ml_collections.ConfigDict, wavelength: float | None,
-            training_wavelength: float = grid_lib.WAVELENGTH, remove_background: bool = True) -> GridPattern:
-  """A measured pattern on the training bins, with its reading warnings and those of the conversion.
-
-  wavelength: of the measurement, Å (None: the file's, else the training wavelength, with a warning).
-  Raises PatternError when nothing of it lands on the grid.
-  """
-  pattern = patterns_lib.coarsen(pattern, MAX_POINTS_PER_BIN * grid.num_bins)
-  warnings = list(pattern.warnings)
-  wl = wavelength or pattern.wavelength
-  if wl is None:
-    wl = training_wavelength
-    warnings.append(f'{pattern.path}: no wavelength given or in the file; assumed {training_wavelength} Å')
-  tt = wavelength_lib.convert_two_theta(pattern.two_theta, wl, training_wavelength)
-  y = pattern.intensity
-  ok = np.isfinite(tt)
-  if not ok.all():
-    limit = 2 * np.degrees(np.arcsin(min(1.0, wl / training_wavelength)))
-    warnings.append(f'{pattern.path}: {int((~ok).sum())} points above 2θ = {limit:.2f}° (measured at {wl} Å) '
-                    f'have no counterpart at {training_wavelength} Å: range truncated')
-    tt, y = tt[ok], y[ok]
-  if not tt.size:
-    raise patterns_lib.PatternError(
-        f'{pattern.path}: measured at {wl} Å from {pattern.two_theta.min():.2f}° 2θ, all above {limit:.2f}°, the '
-        f'highest angle with a counterpart at the training wavelength {training_wavelength} Å: nothing to predict '
-        'on (is the wavelength right?)')
-  lo, hi = grid.two_theta_min, grid.two_theta_max
-  inside = (tt >= lo) & (tt <= hi)
-  if inside.sum() < 10:
-    raise patterns_lib.PatternError(f'{pattern.path}: 2θ {tt.min():.2f}-{tt.max():.2f}° (at {training_wavelength} Å)'
-                                    f' lies outside the model grid {lo}-{hi}°')
-  tt, y = tt[inside], y[inside]
-  if remove_background:
-    from pybaselines import Baseline  # pylint: disable=g-import-not-at-top
-    step = float(np.median(np.diff(tt)))
-    half_window = max(3, int(round(1.5 / max(step, 1e-4))))  # wider than any Bragg peak
-    baseline, _ = Baseline(x_data=tt).snip(y, max_half_window=half_window, decreasing=True, smooth_half_window=1)
-    y = np.maximum(y - baseline, 0.0)
-  values = np.interp(grid_lib.bin_centres(grid), tt, y, left=0.0, right=0.0)
-  top = values.max()
-  if not top > 0:
-    raise patterns_lib.PatternError(f'{pattern.path}: no signal left after background removal')
-  return GridPattern((values / top).astype(np.float32), warnings)
-
 
 # The model that predict and evaluate use when no --checkpoint is given: an exported model inside the package.
 BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrained', 'default')
-_VARIABLES = 'variables.msgpack'
-# What a training workdir or an exported model holds: outputs of other commands must never overwrite these
-# (files, or folders whose contents are protected).
-MODEL_FILES = ('config.json', 'model.json', _VARIABLES, 'checkpoints', 'best', 'metrics.jsonl', 'final_metrics.json')
 
 
 class ModelError(ValueError):
@@ -103,7 +39,7 @@ def model_files(path: str | None) -> list[tuple[str, str]]:
   """(path, what) of the files and folders of a model folder (None: the bundled model) that outputs must not
   overwrite, for io.outputs.clashes."""
   folder = os.fspath(path or BUNDLED_MODEL)
-  return [(os.fspath(epath.Path(folder) / name), f"the model's {name}") for name in MODEL_FILES]
+  return [(os.fspath(epath.Path(folder) / name), f"the model's {name}") for name in workdir_lib.MODEL_FILES]
 
 
 class Model:
@@ -128,17 +64,17 @@ class Model:
     self.grid = grid_lib.config(self.config.num_bins, grid_lib.TWO_THETA_MIN, self.config.two_theta_max)
     # Models trained before config.json recorded it were trained at the one wavelength there was.
     self.wavelength = float(self.config.get('wavelength', grid_lib.WAVELENGTH))
-    if (epath.Path(path) / _VARIABLES).exists():
+    if workdir_lib.path(path, workdir_lib.VARIABLES).exists():
       variables, info = _read_exported(path)
       self.step = info['step']
       bundled = cli.is_local(path) and os.path.abspath(path) == os.path.abspath(BUNDLED_MODEL)
       self.source = f"{'bundled model' if bundled else 'exported model'} {info.get('name', path)} (step {self.step})"
-      weights = epath.Path(path) / _VARIABLES
+      weights = workdir_lib.path(path, workdir_lib.VARIABLES)
     else:
       variables, self.step, weights, damaged = _restore_checkpoint(path, which)
       passed = f'; passed over {len(damaged)} damaged checkpoint(s): {damaged[0]}' if damaged else ''
       self.source = f'workdir {path} (step {self.step}{passed})'
-    check_fits(variables, expected, weights, epath.Path(path) / 'config.json')
+    check_fits(variables, expected, weights, workdir_lib.path(path, workdir_lib.CONFIG))
     self._apply = jax.jit(lambda v, x: self.model.apply(v, x, train=False))
     # Data parallel over all local devices: the batch is split along a 1-D mesh, the weights replicated.
     self.mesh = Mesh(np.array(jax.devices()), ('data',))
@@ -176,7 +112,7 @@ def read_config(path: str) -> tuple[ml_collections.ConfigDict, resnet1d.DifconNe
     FileNotFoundError: no config.json (not a model folder).
     ModelError: a config.json that cannot be read, or from which no network can be built.
   """
-  config_path = epath.Path(path) / 'config.json'
+  config_path = workdir_lib.path(path, workdir_lib.CONFIG)
   if not config_path.exists():
     raise FileNotFoundError(f'{path}: no config.json (not a training workdir or an exported model, or '
                             'training never started)')
@@ -247,13 +183,12 @@ def _restore_checkpoint(workdir: str, which: str) -> tuple[dict, int, str, list[
   cli.drop_closed_loop_reports()  # a damaged checkpoint's read leaves dozens of harmless tracebacks behind
   failed = []
   options = ocp.CheckpointManagerOptions(read_only=True)  # reading never creates or deletes anything
-  for name in ((which, 'checkpoints') if which == 'best' else ('checkpoints',)):
-    folder = cli.path(workdir) / name
+  for name, folder in workdir_lib.checkpoint_folders(workdir, which):
     if not folder.is_dir():
       continue
     try:
       mngr = ocp.CheckpointManager(folder, options=options)
-      steps = [mngr.best_step()] if name == 'best' else sorted(mngr.all_steps(), reverse=True)
+      steps = [mngr.best_step()] if name == workdir_lib.BEST else sorted(mngr.all_steps(), reverse=True)
     except Exception as e:  # pylint: disable=broad-except  (a garbled checkpoint folder is that folder's error)
       failed.append(f'{folder}: {_first_line(e)}')
       continue
@@ -284,7 +219,7 @@ def _restore_workdir(workdir: str, which: str) -> tuple[dict, int]:
 
 def _read_exported(path: str) -> tuple[dict, dict]:
   """(variables, model.json) of an exported model, each file checked."""
-  weights = epath.Path(path) / _VARIABLES
+  weights = workdir_lib.path(path, workdir_lib.VARIABLES)
   try:
     raw = weights.read_bytes()
   except OSError as e:
@@ -297,10 +232,10 @@ def _read_exported(path: str) -> tuple[dict, dict]:
     raise ModelError(f'{weights}: not readable weights, the file is cut or damaged ({_first_line(e)})') from None
   if not isinstance(variables, dict) or not isinstance(variables.get('params'), dict):
     raise ModelError(f'{weights}: no params in it; not the weights of a model')
-  info = _read_json(epath.Path(path) / 'model.json')
+  info = _read_json(workdir_lib.path(path, workdir_lib.MODEL_INFO))
   step = info.get('step')
   if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
-    raise ModelError(f"{epath.Path(path) / 'model.json'}: step={step!r} (an integer at least 0)")
+    raise ModelError(f"{workdir_lib.path(path, workdir_lib.MODEL_INFO)}: step={step!r} (an integer at least 0)")
   return variables, info
 
 
@@ -313,38 +248,19 @@ def export(workdir: str, out: str, name: str, which: str = 'best') -> dict:
   """
   _, _, expected = read_config(workdir)
   variables, step, weights, _ = _restore_checkpoint(workdir, which)
-  check_fits(variables, expected, weights, epath.Path(workdir) / 'config.json')
+  config_path = workdir_lib.path(workdir, workdir_lib.CONFIG)
+  check_fits(variables, expected, weights, config_path)
   variables = jax.tree.map(np.asarray, variables)
   out = epath.Path(out)
   out.mkdir(parents=True, exist_ok=True)
-  with outputs.write(out / 'config.json') as f:
-    f.write(json.dumps(_read_json(epath.Path(workdir) / 'config.json'), indent=1))  # as the training wrote it
-  with outputs.write(out / _VARIABLES, 'wb') as f:
+  with outputs.write(out / workdir_lib.CONFIG) as f:
+    f.write(json.dumps(_read_json(config_path), indent=1))  # as the training wrote it
+  with outputs.write(out / workdir_lib.VARIABLES, 'wb') as f:
     f.write(flax.serialization.msgpack_serialize(variables))
   info = {'name': name, 'step': step, 'workdir': os.fspath(cli.path(workdir)),
           'parameters': int(sum(x.size for x in jax.tree.leaves(variables['params']))),
           'date': datetime.date.today().isoformat()}
-  with outputs.write(out / 'model.json') as f:
+  with outputs.write(out / workdir_lib.MODEL_INFO) as f:
     f.write(json.dumps(info, indent=1))
   return info
 
-
-def prediction_columns(ranked: dict, j: int, k: int) -> dict:
-  """predict's CSV columns of pattern j from a ranking ({head: (labels [N, k'], probabilities [N, k'])}, as
-  models.heads.rank gives): the top-k crystal systems, extinction groups and space groups, best first."""
-  row = {}
-  cs_i, cs_p = ranked['crystal_system']
-  eg_i, eg_p = ranked['extinction_group']
-  sg_i, sg_p = ranked['space_group']
-  for r in range(k):
-    if r < cs_i.shape[1]:
-      row[f'crystal_system_{r + 1}'] = spacegroups.CRYSTAL_SYSTEMS[cs_i[j, r]]
-      row[f'crystal_system_{r + 1}_p'] = f'{cs_p[j, r]:.4f}'
-    if r < eg_i.shape[1]:
-      row[f'extinction_group_{r + 1}'] = spacegroups.extinction_group_label(int(eg_i[j, r]))
-      row[f'extinction_group_{r + 1}_index'] = int(eg_i[j, r])
-      row[f'extinction_group_{r + 1}_p'] = f'{eg_p[j, r]:.4f}'
-    row[f'space_group_{r + 1}'] = int(sg_i[j, r])
-    row[f'space_group_{r + 1}_symbol'] = spacegroups.symbol(int(sg_i[j, r]))
-    row[f'space_group_{r + 1}_p'] = f'{sg_p[j, r]:.4f}'
-  return row

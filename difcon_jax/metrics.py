@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from difcon_jax.crystallography import spacegroups
+from difcon_jax.models import heads
 
-HEADS = ('crystal_system', 'extinction_group', 'space_group')
 TOP_K = (1, 5)
 
 
 def accuracy_names() -> list[str]:
   """The keys of `accuracies`: '{head}_top{k}'."""
-  return [f'{h}_top{k}' for h in HEADS for k in TOP_K]
+  return [f'{h}_top{k}' for h in heads.HEADS for k in TOP_K]
 
 
 def labels_of_space_groups(space_groups) -> dict[str, np.ndarray]:

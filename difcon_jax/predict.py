@@ -33,7 +33,9 @@ import tqdm
 
 from difcon_jax import cli
 from difcon_jax import grid as grid_lib
+from difcon_jax import summary
 from difcon_jax.crystallography import spacegroups
+from difcon_jax.io import measured
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
 
@@ -59,49 +61,44 @@ def define_flags():
 
 def prepare(path, grid, wavelength, remove_background=True,
             training_wavelength: float = grid_lib.WAVELENGTH) -> tuple[np.ndarray, list[str]]:
-  """One file on the model grid [bins] and its warnings; raises PatternError (or ValueError) for a bad file."""
-  from difcon_jax import inference  # pylint: disable=g-import-not-at-top
-  g = inference.to_grid(patterns_lib.read_pattern(path), grid, wavelength, training_wavelength, remove_background)
-  return g.values, g.warnings
+  """One file on the model grid [bins] and its warnings (io.measured.load); raises PatternError for a bad file."""
+  m = measured.load(path, grid, wavelength, training_wavelength, remove_background)
+  if not m.ok:
+    raise patterns_lib.PatternError(m.error)
+  return m.values, list(m.warnings)
 
 
 def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_background=True, progress=True,
                   views: int = 0, check_cells: bool = False):
-  """Rows (dicts, in input order), the embeddings [good files, dim] and the report entries of the first `views`
-  files (report.Entry: the pattern as read and on the model grid, decimated; [] when views is 0)."""
+  """Rows (dicts, in input order; summary.prediction_rows), the embeddings [good files, dim] and the report entries
+  of the first `views` files (report.Entry: the pattern as read and on the model grid, decimated; [] when views
+  is 0)."""
   from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top
-  from difcon_jax import inference  # pylint: disable=g-import-not-at-top
   from difcon_jax import report  # pylint: disable=g-import-not-at-top
-  rows, good, grid_values, seen = [], [], [], []
+  statuses, values, shown = [], [], []
   bar = tqdm.tqdm(paths, desc='reading', unit='file', file=sys.stderr, disable=not progress)
   for path in bar:
-    pattern = None
-    try:
-      pattern = patterns_lib.read_pattern(path)
-      g = inference.to_grid(pattern, model.grid, wavelength, model.wavelength, remove_background)
-      rows.append({'file': path, 'status': 'ok', 'error': '', 'warning': '; '.join(g.warnings)})
-      good.append(len(rows) - 1)
-      grid_values.append(g.values)
-    except (patterns_lib.PatternError, ValueError, FloatingPointError) as e:
-      msg = str(e) if str(e).startswith(path) else f'{path}: {e}'
-      rows.append({'file': path, 'status': 'error', 'error': msg, 'warning': ''})
-      bar.write(f'error: {msg}', file=sys.stderr)  # above the progress bar, not through it
-    if len(rows) <= views:  # the row itself is filled in below; the entry holds the same dict
-      ok = rows[-1]['status'] == 'ok'
-      seen.append(report.entry(path, rows[-1], pattern, wavelength, grid_lib.bin_centres(model.grid),
-                               grid_values[-1] if ok else None))
-  x = np.stack(grid_values) if grid_values else np.zeros((0, model.grid.num_bins), np.float32)
-  batches = eval_sets.grid_batches(x, [rows[i]['file'] for i in good], batch_size)
+    m = measured.load(path, model.grid, wavelength, model.wavelength, remove_background)
+    statuses.append(summary.status_row(m.name, m.error, m.warnings))
+    if m.ok:
+      values.append(m.values)  # only the values: the patterns as read are kept for the report's files alone
+    else:
+      bar.write(f'error: {m.error}', file=sys.stderr)  # above the progress bar, not through it
+    if len(shown) < views:
+      shown.append(m)  # with the pattern as read, for the report
+  x = np.stack(values) if values else np.zeros((0, model.grid.num_bins), np.float32)
+  batches = eval_sets.grid_batches(x, [s['file'] for s in statuses if s['status'] == 'ok'], batch_size)
   preds = eval_sets.run(model, tqdm.tqdm(batches, desc='predicting', unit='batch', file=sys.stderr,
                                          total=-(-len(x) // batch_size), disable=not progress),
                         top_k, embeddings=True)
-  for j, i in enumerate(good):
-    rows[i].update(inference.prediction_columns(preds.ranked, j, top_k))
+  rows = summary.prediction_rows(statuses, preds.ranked, top_k)
   if check_cells:  # does the network's crystal system index the peaks? (indexing.check_columns)
     from difcon_jax import indexing  # pylint: disable=g-import-not-at-top
-    for j, i in enumerate(good):
-      rows[i].update(indexing.check_columns(x[j], model.grid, rows[i]['crystal_system_1'], model.wavelength))
-  emb = preds.embeddings if len(good) else np.zeros((0, 0), np.float32)
+    for j, row in enumerate(r for r in rows if r['status'] == 'ok'):
+      row.update(indexing.check_columns(x[j], model.grid, row['crystal_system_1'], model.wavelength))
+  centres = grid_lib.bin_centres(model.grid)
+  seen = [report.entry(m.name, row, m.pattern, wavelength, centres, m.values) for m, row in zip(shown, rows)]
+  emb = preds.embeddings if len(x) else np.zeros((0, 0), np.float32)
   return rows, emb, seen
 
 
@@ -149,7 +146,6 @@ def main(argv):
     print(f'error: {e}', file=sys.stderr)
     return 2
   from difcon_jax import report  # pylint: disable=g-import-not-at-top
-  from difcon_jax import summary  # pylint: disable=g-import-not-at-top
   rows, emb, seen = predict_files(paths, model, wl, FLAGS.top_k, FLAGS.batch_size, FLAGS.remove_background,
                                   views=report.MAX_DETAILS if FLAGS.report else 0, check_cells=FLAGS.check_cells)
   written = [summary.narrow(r) for r in rows] if FLAGS.format == 'summary' else rows

@@ -3,7 +3,7 @@
 One self-contained page (inline SVG, CSS and a few lines of script; nothing fetched, so it opens from a file on a
 machine without a network): a sortable summary table with a row per pattern and a link to its section, and per
 pattern the input as read, the pattern the model saw on its grid (after the wavelength conversion, background
-subtraction and normalisation of `inference.to_grid`), the ranked predictions as bars and the warnings. With true
+subtraction and normalisation of `io.measured.to_grid`), the ranked predictions as bars and the warnings. With true
 labels (evaluate) the table and bars show them beside the predictions, and the page opens with the metrics and
 the crystal-system confusion matrix. The extinction-group notation is explained where it is shown.
 

@@ -1,9 +1,11 @@
-"""What a person reads of predictions: a short table per file on the terminal, a one-line overview for many files,
-and the narrow CSV of `predict --format=summary`.
+"""Prediction rows and what a person reads of them: the one builder of the rows predict and evaluate write
+(`prediction_rows`), a short table per file on the terminal, a one-line overview for many files, and the narrow
+CSV of `predict --format=summary`.
 
-Everything here reads predict's CSV rows (`inference.prediction_columns` plus 'file', 'status', 'error' and
-'warning'), so what a person reads is what the CSV holds, in the order of the one ranking (`models.heads.rank`):
-the extinction groups and space groups of the first crystal system come first.
+A row is 'file', 'status', 'error' and 'warning' (`status_row`), then for a usable pattern its ranked columns
+(`prediction_columns`) and, for a labelled one, its true labels (`truth_columns`). Everything else here reads those
+rows back (`ranked`), so what a person reads is what the CSV holds, in the order of the one ranking
+(`models.heads.rank`): the extinction groups and space groups of the first crystal system come first.
 """
 
 from __future__ import annotations
@@ -24,6 +26,63 @@ EXTINCTION_NOTATION = ('An extinction group is the set of space groups of one cr
                        'systematic absences, so a powder pattern cannot tell them apart. It is named by its '
                        'lowest-numbered space group, with the number of others it holds: "P63mc (+2)" is P63mc '
                        'and two more (P-62c, P63/mmc).')
+
+STATUS_COLUMNS = ('file', 'status', 'error', 'warning')
+
+
+def status_row(name: str, error: str = '', warnings=()) -> dict:
+  """The first columns of a pattern's row: its name, 'ok' or 'error', the error (one line starting with the name)
+  and its warnings joined by '; ' (each starting with the name)."""
+  return {'file': name, 'status': 'error' if error else 'ok', 'error': error, 'warning': '; '.join(warnings)}
+
+
+def prediction_columns(ranked: dict, j: int, k: int) -> dict:
+  """The ranked columns of pattern j from a ranking ({head: (labels [N, k'], probabilities [N, k'])}, as
+  models.heads.rank gives): the top-k crystal systems, extinction groups and space groups, best first."""
+  row = {}
+  cs_i, cs_p = ranked['crystal_system']
+  eg_i, eg_p = ranked['extinction_group']
+  sg_i, sg_p = ranked['space_group']
+  for r in range(k):
+    if r < cs_i.shape[1]:
+      row[f'crystal_system_{r + 1}'] = spacegroups.CRYSTAL_SYSTEMS[cs_i[j, r]]
+      row[f'crystal_system_{r + 1}_p'] = f'{cs_p[j, r]:.4f}'
+    if r < eg_i.shape[1]:
+      row[f'extinction_group_{r + 1}'] = spacegroups.extinction_group_label(int(eg_i[j, r]))
+      row[f'extinction_group_{r + 1}_index'] = int(eg_i[j, r])
+      row[f'extinction_group_{r + 1}_p'] = f'{eg_p[j, r]:.4f}'
+    row[f'space_group_{r + 1}'] = int(sg_i[j, r])
+    row[f'space_group_{r + 1}_symbol'] = spacegroups.symbol(int(sg_i[j, r]))
+    row[f'space_group_{r + 1}_p'] = f'{sg_p[j, r]:.4f}'
+  return row
+
+
+def truth_columns(labels: dict, j: int) -> dict:
+  """The true labels of pattern j ({head: [N]}, as metrics.labels_of_space_groups gives) as columns."""
+  sg = int(labels['space_group'][j])
+  eg = int(labels['extinction_group'][j])
+  return {'true_crystal_system': spacegroups.CRYSTAL_SYSTEMS[int(labels['crystal_system'][j])],
+          'true_extinction_group': spacegroups.extinction_group_label(eg), 'true_extinction_group_index': eg,
+          'true_space_group': sg, 'true_space_group_symbol': spacegroups.symbol(sg)}
+
+
+def prediction_rows(statuses: list[dict], ranked: dict, k: int, labels: dict | None = None) -> list[dict]:
+  """The rows predict and evaluate write, one per pattern, in order: its STATUS_COLUMNS from `statuses` (other keys
+  left out), then for an 'ok' one its ranked columns and, with labels, its true labels.
+
+  statuses: one dict per pattern (`status_row`); the 'ok' ones are the patterns of ranked ({head: (labels [N, k'],
+  probabilities [N, k'])}) and of labels ({head: [N]}) in the same order. k: ranks per head.
+  """
+  out, j = [], 0
+  for status in statuses:
+    row = {c: status[c] for c in STATUS_COLUMNS}
+    if row['status'] == 'ok':
+      row.update(prediction_columns(ranked, j, k))
+      if labels is not None:
+        row.update(truth_columns(labels, j))
+      j += 1
+    out.append(row)
+  return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,6 @@ through jax.distributed.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import time
 from typing import Any
@@ -33,11 +32,11 @@ import optax
 import orbax.checkpoint as ocp
 
 from difcon_jax import cli
-from difcon_jax import eval_sets
+from difcon_jax import evaluators
 from difcon_jax import losses
-from difcon_jax import metric_writer
 from difcon_jax import metrics
 from difcon_jax import train_checks
+from difcon_jax import workdir as workdir_lib
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
 from difcon_jax.data import corpus as corpus_lib
@@ -115,14 +114,15 @@ def init_state(config, model, tx, sample_x) -> TrainState:
 # --------------------------------------------------------------------------------------------------- step
 
 def num_views(config) -> int:
-  """Views per example and step: config.views, else two for the contrastive loss and one without (CNNaug,
-  CNNstatic). An ablation sets views=2 for every model so that all see the same patterns per step and cost the
-  same; the classification loss is the mean over the views."""
-  if config.get('views', 0):
-    if config.loss.ssl_weight > 0 and config.views < 2:
-      raise ValueError(f'views={config.views}: the contrastive loss needs two views')
-    return int(config.views)
-  return 2 if config.loss.ssl_weight > 0 else 1
+  """Views per example and step of a config (or config.json's dict): config.views, else two for the contrastive
+  loss and one without (CNNaug, CNNstatic). An ablation sets views=2 for every model so that all see the same
+  patterns per step and cost the same; the classification loss is the mean over the views."""
+  views, ssl_weight = config.get('views') or 0, config['loss']['ssl_weight']
+  if views:
+    if ssl_weight > 0 and views < 2:
+      raise ValueError(f'views={views}: the contrastive loss needs two views')
+    return int(views)
+  return 2 if ssl_weight > 0 else 1
 
 
 def augment_views(config, batch, rng, aug_cfg, mesh=None):
@@ -219,16 +219,6 @@ def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg, me
 
 # ---------------------------------------------------------------------------------------------------- loop
 
-def _checkpoint_managers(workdir, config):
-  path = cli.path(workdir) / 'checkpoints'
-  latest = ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(
-      max_to_keep=config.keep_checkpoints, create=True, enable_async_checkpointing=True))
-  best = ocp.CheckpointManager(cli.path(workdir) / 'best', options=ocp.CheckpointManagerOptions(
-      max_to_keep=1, best_fn=lambda m: m[config.best_metric], best_mode='max', create=True,
-      enable_async_checkpointing=True))
-  return latest, best
-
-
 def check_corpus(config) -> None:
   """Raises train_checks.ConfigError (one line each) when the corpus is missing, damaged (a record file cut short),
   lacks a split the run reads (train; test, which the evaluation renders), or was built for another grid than the
@@ -266,7 +256,7 @@ def restore_or_init(config, model, tx, workdir: str, replicated) -> tuple[TrainS
   config.keep_checkpoints). Raises train_checks.ConfigError when a checkpoint holds another model."""
   state = init_state(config, model, tx, jnp.zeros((1, config.num_bins)))
   logging.info('parameters: %s', f'{sum(x.size for x in jax.tree.leaves(state.params)):,}')
-  latest, best = _checkpoint_managers(workdir, config)
+  latest, best = workdir_lib.checkpoint_managers(workdir, config.keep_checkpoints, config.best_metric)
   cli.drop_closed_loop_reports()  # a damaged checkpoint's read leaves dozens of harmless tracebacks behind
   damaged = []
   for step in sorted(latest.all_steps(), reverse=True):
@@ -402,26 +392,13 @@ def result_line(last_eval: dict, step: int) -> str:
       f"{last_eval.get(f'{name}/crystal_system_majority_share', float('nan')):.3f})" for name in sets)
 
 
-def make_eval_sets(config, mesh) -> dict[str, eval_sets.SimulatedSet]:
-  """The periodic evaluation's sets: the test split under each of eval_sets.SIMULATED's distributions, with fixed
-  draws (eval_seed)."""
-  return {name: eval_sets.SimulatedSet(config.corpus, dist, config.num_bins, config.two_theta_max,
-                                       config.eval_batch_size, config.eval_seed, config.eval_examples, mesh,
-                                       cache=True)
-          for name, dist in eval_sets.SIMULATED.items()}
-
-
-def evaluate(state, apply_fn, sets: dict) -> dict:
-  """{'{set}/{head}_top{k}': accuracy} of the state's weights (EMA where kept) on each set."""
+def evaluate(state, apply_fn, due: list) -> dict:
+  """{'{set}/{metric}': value} of the state's weights (EMA where kept) on each due evaluator."""
   variables = {'params': state.ema_params if state.ema_params is not None else state.params,
                'batch_stats': state.batch_stats}
   out = {}
-  for name, data in sets.items():
-    m, _ = eval_sets.evaluate(functools.partial(apply_fn, variables), data)
-    out.update({f'{name}/{k}': m[k] for k in metrics.accuracy_names()})
-    # The share of the most common true crystal system: what always answering it would score.
-    per_class = np.asarray(m['crystal_system_confusion']).sum(1)
-    out[f'{name}/crystal_system_majority_share'] = float(per_class.max() / max(per_class.sum(), 1))
+  for evaluator in due:
+    out.update(evaluator.run(functools.partial(apply_fn, variables)))
   return out
 
 
@@ -429,8 +406,11 @@ def write_config(config, workdir: str, start: int) -> None:
   """config.json (predict and evaluate rebuild the model from it; it records the grid and wavelength), written
   once the config and the restore are known good; metrics.jsonl rows after the restored step dropped."""
   if jax.process_index() == 0:
-    (epath.Path(workdir) / 'config.json').write_text(config.to_json_best_effort(indent=1))
-    train_checks.trim_metrics(workdir, start)  # rows after the checkpoint are written again by this run
+    recorded = config.copy_and_resolve_references()
+    with recorded.unlocked():  # config.augment as rendered: every range of the distribution, overrides merged
+      recorded.augment = augment_params.resolved_ranges(config.augmentation, config.get('augment'))
+    workdir_lib.write_config(workdir, recorded)
+    workdir_lib.trim_metrics(workdir, start)  # rows after the checkpoint are written again by this run
 
 
 def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
@@ -442,7 +422,7 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   cpu_start, wall_start = time.process_time(), time.time()  # the run's cost includes its set-up and restore
   train_checks.check_config(config)
   check_corpus(config)
-  train_checks.check_workdir(workdir)
+  workdir_lib.check(workdir)
   if config.get('distributed', False):
     # Unset fields (None) are found by JAX from the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU).
     jax.distributed.initialize(coordinator_address=config.get('coordinator_address'),
@@ -453,10 +433,11 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   if batch_size % jax.device_count():
     raise ValueError(f'batch size {batch_size} is not divisible by {jax.device_count()} devices')
   train_checks.check_memory(config, num_views(config), batch_size=batch_size)
-  workdir_lock = train_checks.lock_workdir(workdir)  # one training per workdir; held until this function returns
+  workdir_lock = workdir_lib.lock(workdir, jax.process_index())  # one training per workdir, held to the end
 
   # Input: only the fields the step reads, gathered whole and placed on the devices by a background thread.
-  aug_cfg = augment_params.config(config.augmentation, config.num_bins, config.two_theta_max)
+  aug_cfg = augment_params.config(config.augmentation, config.num_bins, config.two_theta_max,
+                                  overrides=config.get('augment'))
   train_data = input_pipeline.PeakBatches(config.corpus, 'train', batch_size, config.seed,
                                           process_index=jax.process_index(), process_count=jax.process_count(),
                                           fields=step_fields(config, aug_cfg))
@@ -465,15 +446,15 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   model, tx = create_model(config), create_optimizer(config, batch_size)
   state, latest, best = restore_or_init(config, model, tx, workdir, replicated)
   start = int(state.step)
-  if start >= config.steps and (epath.Path(workdir) / 'final_metrics.json').exists():
+  final = workdir_lib.read_final(workdir) if start >= config.steps else None
+  if final is not None:
     logging.info('%s: already trained to step %d of %d; nothing to do', workdir, start, config.steps)
-    final = json.loads((epath.Path(workdir) / 'final_metrics.json').read_text())
     _announce(f'{workdir}: already trained to step {start} of {config.steps}; its result:')
     _announce(result_line(final, start))
     return state, {}
   # The training's cost so far (this process's CPU seconds, all threads, and wall seconds, plus those of the runs
   # it resumes), in every log row and in final_metrics.json.
-  cpu_before, wall_before = train_checks.time_spent(workdir, start)
+  cpu_before, wall_before = workdir_lib.time_spent(workdir, start)
   write_config(config, workdir, start)
   spent = lambda: {'train/cpu_s': cpu_before + time.process_time() - cpu_start,
                    'train/wall_s': wall_before + time.time() - wall_start}
@@ -482,8 +463,12 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   step_fn = jax.jit(step, in_shardings=(replicated, sharded), out_shardings=(replicated, replicated), donate_argnums=0)
   # Evaluation outputs come back replicated: with several hosts, each can then read all of them.
   apply_fn = jax.jit(lambda variables, x: model.apply(variables, x, train=False), out_shardings=replicated)
-  sets = make_eval_sets(config, mesh)
-  writer = metric_writer.MetricWriter(workdir)
+  evals = evaluators.from_config(config, mesh)  # rendered or read once, then kept on the devices
+  for e in evals.values():
+    if e.skipped:
+      logging.warning('evaluation set %s: %d unusable pattern(s) left out, e.g. %s: %s', e.name, len(e.skipped),
+                      e.skipped[0]['file'], e.skipped[0]['error'])
+  writer = workdir_lib.MetricWriter(workdir, enabled=jax.process_index() == 0)
 
   def to_global(batch):
     return {k: jax.make_array_from_process_local_data(sharded, v) for k, v in batch.items()}
@@ -501,7 +486,8 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
     done = step_now + 1
     throughput.step_done(state)
     log_now = done % config.log_every == 0 or done == config.steps
-    eval_now = done % config.eval_every == 0 or done == config.steps
+    due = [e for e in evals.values() if e.due(done, config.steps)]
+    eval_now = bool(due)
     save_now = done % config.checkpoint_every == 0 or done == config.steps
     if log_now or eval_now or save_now:
       check_loss(config, done, interval.max_loss(), latest.latest_step())
@@ -512,10 +498,12 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
       log_train_metrics(writer, config, done, interval.read(), rate, aug_share, batch_size, spent())
       throughput.reset()
     if eval_now:
-      last_eval = evaluate(state, apply_fn, sets)
-      writer.write(done, last_eval)
-      logging.info('eval step %d: %s', done, '  '.join(f'{k} {v:.3f}' for k, v in sorted(last_eval.items())))
-      best.save(done, args=ocp.args.StandardSave(state), metrics=last_eval)
+      now = evaluate(state, apply_fn, due)
+      writer.write(done, now)
+      logging.info('eval step %d: %s', done, '  '.join(f'{k} {v:.3f}' for k, v in sorted(now.items())))
+      last_eval.update(now)  # each set's latest numbers (sets may have their own cadence)
+      if config.best_metric in now:
+        best.save(done, args=ocp.args.StandardSave(state), metrics=now)
       throughput.reset()
     if save_now:
       latest.save(done, args=ocp.args.StandardSave(state))
@@ -527,8 +515,7 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   if last_eval:
     _announce(result_line(last_eval, int(state.step)))
   if jax.process_index() == 0:
-    (epath.Path(workdir) / 'final_metrics.json').write_text(
-        json.dumps({'step': int(state.step), **{k: float(v) for k, v in last_eval.items()}, **spent()}, indent=1))
+    workdir_lib.write_final(workdir, int(state.step), {**last_eval, **spent()})
   return state, last_eval
 
 
@@ -555,7 +542,7 @@ def main(argv):
       lambda record: record.levelno >= logging.converter.STANDARD_WARNING or 'orbax' not in record.pathname)
   try:
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except train_checks.ConfigError as e:
+  except (train_checks.ConfigError, workdir_lib.WorkdirError) as e:
     for line in str(e).splitlines():
       print(f'train: error: {line}', file=sys.stderr)
     return 2

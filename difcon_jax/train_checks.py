@@ -1,27 +1,23 @@
-"""Checks the trainer runs before it touches anything: the config's values, the config against the checkpoint
-already in the workdir, and metrics.jsonl trimmed to the step a resumed run starts from.
+"""Checks the trainer runs before it touches anything: the config's values and the config against the checkpoint
+already in the workdir (the workdir itself is checked and locked by difcon_jax/workdir.py).
 
 A mistaken rerun (a changed model shape on an existing workdir, `steps=-1`, `best_metric=nope`) is refused with
 one line per problem before config.json, checkpoints or logs are written, so the workdir stays usable. So are a
 config file that cannot be loaded, a grid too coarse for the augmentation's peak windows, a batch that cannot fit
-in the devices' memory (`check_memory`), a workdir that holds an exported model or other files (`check_workdir`),
-and a second training in a workdir that one is already training in (`lock_workdir`).
+in the devices' memory (`check_memory`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
-from etils import epath
 import numpy as np
 
 from difcon_jax import cli
-from difcon_jax import eval_sets
-from difcon_jax import folder_lock
+from difcon_jax import evaluators
 from difcon_jax import grid as grid_lib
-from difcon_jax import metrics
+from difcon_jax import workdir as workdir_lib
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
 
@@ -33,9 +29,11 @@ class ConfigError(ValueError):
   """A config the trainer refuses; the message has one line per problem."""
 
 
-def metric_names() -> list[str]:
-  """Every name the periodic evaluation reports (what best_metric may be)."""
-  return [f'{e}/{m}' for e in eval_sets.SIMULATED for m in metrics.accuracy_names()]
+def best_metric_names(config) -> list[str]:
+  """What best_metric may be: a metric of a simulated evaluation set of config.evals. Checkpoints are never chosen
+  on measured patterns, which stay a test set."""
+  return [name for name in evaluators.metric_names(config)
+          if evaluators.specs(config)[name.split('/')[0]]['kind'] == 'simulated']
 
 
 def config_errors(config) -> list[str]:
@@ -67,9 +65,31 @@ def config_errors(config) -> list[str]:
   number('ema_decay', 0, 1, hi_open=True)
   number('optimizer.learning_rate', 0, 1e3)
   need(isinstance(config.get('corpus'), str) and config.corpus != '', 'corpus', 'a corpus folder')
-  need(config.get('best_metric') in metric_names(), 'best_metric', f'one of {", ".join(metric_names())}')
+  evals = config.get('evals')
+  evals_ok = evals is None or (hasattr(evals, 'items') and all(
+      hasattr(e, 'get') and e.get('kind') in evaluators.KINDS for e in evals.values()))
+  need(evals_ok, 'evals', 'evaluation sets by name, each config_base.evaluator(kind) with kind one of '
+       f'{", ".join(evaluators.KINDS)}')
+  if evals_ok:
+    for name, spec in evaluators.specs(config).items():
+      if spec['kind'] == 'simulated':
+        need(spec.get('distribution') in augment_params.DISTRIBUTIONS, f'evals.{name}.distribution',
+             f'one of {", ".join(augment_params.DISTRIBUTIONS)}')
+      every = spec.get('every')
+      need(every is None or (isinstance(every, int) and not isinstance(every, bool) and every >= 1),
+           f'evals.{name}.every', 'an integer at least 1, or None for config.eval_every')
+  if evals_ok:
+    allowed = best_metric_names(config)
+    need(config.get('best_metric') in allowed, 'best_metric', f'a metric of a simulated evaluation set, one of '
+         f'{", ".join(allowed)}')
   need(config.get('augmentation') in augment_params.DISTRIBUTIONS, 'augmentation',
        f'one of {", ".join(augment_params.DISTRIBUTIONS)}')
+  augment = config.get('augment')
+  need(augment is None or hasattr(augment, 'items'), 'augment', 'quantities of the augmentation by name, e.g. '
+       'dict(U=(1e-4, 3e-4)) (difcon_jax/augment/params.py)')
+  if config.get('augmentation') in augment_params.DISTRIBUTIONS and hasattr(augment, 'items'):
+    for key, allowed in augment_params.override_problems(config.augmentation, augment).items():
+      need(False, f'augment.{key}', allowed)
   need(_get(config, 'optimizer.name') in OPTIMIZERS, 'optimizer.name', f'one of {", ".join(OPTIMIZERS)}')
   need(_get(config, 'loss.ssl') in SSL_LOSSES, 'loss.ssl', f'one of {", ".join(SSL_LOSSES)}')
   stages = _get(config, 'model.stage_sizes')
@@ -82,11 +102,11 @@ def config_errors(config) -> list[str]:
   return errors
 
 
-def _windows_fit(num_bins: int, two_theta_max: float, distributions) -> bool:
+def _windows_fit(num_bins: int, two_theta_max: float, profiles) -> bool:
   grid = grid_lib.config(num_bins, grid_lib.TWO_THETA_MIN, two_theta_max)
   try:
-    for name in distributions:
-      augment_kernel.window_bins(grid, augment_params.profile_limits(name))
+    for profile in profiles:
+      augment_kernel.window_bins(grid, profile)
   except ValueError:
     return False
   return True
@@ -96,11 +116,15 @@ def coarse_grid_error(config) -> str | None:
   """'config.num_bins=...: ...' when the bins are too wide for the peak windows of the augmentation the run renders
   (training's and the evaluation sets'), else None. The windows' far zone must reach past their core, so a grid
   needs bins narrower than a few peak widths."""
-  used = {config.augmentation, *eval_sets.SIMULATED.values()}
-  if _windows_fit(config.num_bins, config.two_theta_max, used):
+  # The kernel configs as the trainer builds them: training's with config.augment merged in.
+  rendered = [augment_params.config(config.augmentation, overrides=config.get('augment'))]
+  rendered += [augment_params.config(spec['distribution']) for spec in evaluators.specs(config).values()
+               if spec['kind'] == 'simulated']
+  profiles = [c.profile for c in rendered]
+  if _windows_fit(config.num_bins, config.two_theta_max, profiles):
     return None
   least = next(n for n in range(config.num_bins + 1, 10**7)
-               if _windows_fit(n, config.two_theta_max, used))
+               if _windows_fit(n, config.two_theta_max, profiles))
   width = (config.two_theta_max - grid_lib.TWO_THETA_MIN) / config.num_bins
   return (f'config.num_bins={config.num_bins}: bins of {width:.4g}° are too wide for the augmentation\'s peak '
           f'profiles (a window must reach past its core); at least {least} bins over '
@@ -159,99 +183,10 @@ def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str
   if only_saved or only_wanted:
     detail.append(f'{len(only_saved)} array(s) only in the checkpoint, {len(only_wanted)} only in this config'
                   f' (e.g. {(only_saved or only_wanted)[0]})')
-  saved_config = epath.Path(workdir) / 'config.json'
+  saved_config = workdir_lib.path(workdir, workdir_lib.CONFIG)
   raise ConfigError(f'{workdir} holds a checkpoint (step {step}) of a different model: {"; ".join(detail)}. '
                     f'Use a new --workdir, or the config that wrote this one ({saved_config}); '
                     f'nothing in {workdir} was changed.')
-
-
-# What a training workdir holds (besides eval_* folders of `evaluate` and hidden files): anything else means the
-# folder is not one, and training there would write config.json, checkpoints and logs among foreign files.
-RUN_FILES = ('config.json', 'metrics.jsonl', 'final_metrics.json', 'checkpoints', 'best', 'tensorboard')
-LOCK = 'train.lock'
-EXPORTED_FILES = ('variables.msgpack', 'model.json')  # an exported model (export, difcon_jax/pretrained/default)
-
-
-def check_workdir(workdir: str) -> None:
-  """Raises ConfigError when workdir (local or cloud) exists but is not a folder, cannot be written, holds an
-  exported model (its config.json would be overwritten and the model lost) or other files than a training's."""
-  path = epath.Path(workdir)
-  if path.exists() and not path.is_dir():
-    raise ConfigError(f'--workdir={workdir}: a file, not a folder')
-  names = sorted(p.name for p in path.iterdir()) if path.exists() else []
-  exported = [n for n in EXPORTED_FILES if n in names]
-  if exported:
-    raise ConfigError(f'--workdir={workdir}: an exported model ({exported[0]} is there), not a training workdir; '
-                      'training would overwrite its config.json. Give a new --workdir; nothing was changed')
-  if 'config.json' not in names:
-    foreign = [n for n in names if n not in (*RUN_FILES, LOCK) and not n.startswith(('eval_', '.'))]
-    if foreign:
-      raise ConfigError(f'--workdir={workdir}: not a training workdir (it holds {", ".join(foreign[:3])}'
-                        f'{", ..." if len(foreign) > 3 else ""}); give a new or empty folder; nothing was changed')
-  try:
-    path.mkdir(parents=True, exist_ok=True)
-    probe = path / '.write_test'
-    probe.write_text('')
-    probe.unlink()
-  except OSError as e:
-    raise ConfigError(f'--workdir={workdir}: cannot be written ({e.strerror or e})') from None
-
-
-def trim_metrics(workdir: str, step: int) -> int:
-  """Drops the rows of metrics.jsonl after `step` (written by a run that died before its next checkpoint; the
-  resumed run writes them again), so that each step has its rows once. Returns how many were dropped."""
-  path = epath.Path(workdir) / 'metrics.jsonl'
-  if not path.exists():
-    return 0
-  lines = path.read_text().splitlines()
-  keep = []
-  for line in lines:
-    try:
-      row_step = json.loads(line).get('step', 0)
-    except (ValueError, AttributeError):
-      continue  # a line cut short by the kill
-    if row_step <= step:
-      keep.append(line)
-  if len(keep) == len(lines):
-    return 0
-  with cli.atomic_write(path) as f:
-    f.write(''.join(l + '\n' for l in keep))
-  return len(lines) - len(keep)
-
-
-def time_spent(workdir: str, step: int) -> tuple[float, float]:
-  """(CPU seconds, wall seconds) that earlier runs of this workdir spent training up to `step`: the train/cpu_s and
-  train/wall_s of the last metrics.jsonl row at or before it (0, 0 for a fresh workdir). A resumed run adds its own,
-  so the final figures are the whole training's, across interruptions (less the time after each run's last log)."""
-  path = epath.Path(workdir) / 'metrics.jsonl'
-  cpu = wall = 0.0
-  if path.exists():
-    for line in path.read_text().splitlines():
-      try:
-        row = json.loads(line)
-      except ValueError:
-        continue
-      if row.get('step', 0) <= step and 'train/cpu_s' in row:
-        cpu, wall = float(row['train/cpu_s']), float(row['train/wall_s'])
-  return cpu, wall
-
-
-def lock_workdir(workdir: str) -> folder_lock.Lock:
-  """Holds WORKDIR/train.lock for this training (on the first process only; every process of one run shares the
-  workdir): a second training in the same workdir would save into the first one's checkpoints and write its rows
-  into the same metrics.jsonl. Keep the returned lock while training; it is released when dropped or at exit, and
-  the lock of a process that died is taken over with a warning.
-
-  Raises:
-    ConfigError: another live process trains in this workdir (its pid and host named).
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  if jax.process_index() != 0:
-    return folder_lock.Lock(None, None)
-  try:
-    return folder_lock.acquire(workdir, LOCK, 'a training')
-  except folder_lock.LockedError as e:
-    raise ConfigError(f'--workdir={e}') from None
 
 
 def host_memory() -> int:

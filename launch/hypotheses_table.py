@@ -11,15 +11,13 @@ replaces the block between MD_BEGIN and MD_END of that document (appended when a
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(__file__))
-import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+from difcon_jax import sweeps
+from difcon_jax import workdir as workdir_lib
 
 SETS = ('equivariance', 'invariance', 'invariance_nuisance')
 MD_BEGIN = '<!-- hypothesis table: begin (written by launch/hypotheses_table.py) -->'
@@ -28,14 +26,6 @@ MD_END = '<!-- hypothesis table: end -->'
 _ROOT = flags.DEFINE_string('root', 'runs/hypotheses', 'The sweep root.')
 _SWEEP = flags.DEFINE_string('sweep', 'configs/sweeps/contrastive_hypotheses.py', 'The sweep file.')
 _MD = flags.DEFINE_string('md', None, 'Document whose table block is replaced.')
-
-
-def read_rows(workdir: str) -> list[dict]:
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
 
 
 def summarise(rows: list[dict]) -> dict | None:
@@ -70,7 +60,7 @@ def _mean_spread(values: list[float]) -> str:
 def table(runs: list[dict], root: str) -> str:
   by_model: dict[str, list[dict]] = {}
   for run in runs:
-    s = summarise(read_rows(sweep_lib.workdir_of(run, root)))
+    s = summarise(workdir_lib.read_metrics(sweeps.workdir_of(run, root)))
     by_model.setdefault(run.get('model', run['name']), [])
     if s is not None:
       by_model[run.get('model', run['name'])].append(s)
@@ -106,7 +96,7 @@ def write_block(path: str, text: str) -> None:
 
 def main(argv):
   del argv
-  runs, _ = sweep_lib.load_sweep(_SWEEP.value)
+  runs, _ = sweeps.load(_SWEEP.value)
   text = table(runs, _ROOT.value)
   print(text)
   if _MD.value:

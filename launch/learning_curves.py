@@ -7,12 +7,13 @@ examples/s), and the held-out accuracies (equivariance and invariance, crystal s
 Used to compare candidate networks at equal CPU time (docs/results.md).
 """
 
-import json
 import os
 import sys
 
 from absl import app
 from absl import flags
+
+from difcon_jax import workdir as workdir_lib
 
 _EVERY = flags.DEFINE_integer('every', 1000, 'Show evaluations at multiples of this step.')
 
@@ -22,20 +23,17 @@ COLUMNS = ('equivariance/crystal_system_top1', 'equivariance/space_group_top1', 
 
 def curve(workdir: str) -> list[dict]:
   """[{step, examples, train_minutes, metrics...}] at each evaluation, with the batch size of config.json."""
-  with open(os.path.join(workdir, 'config.json')) as f:
-    batch = json.load(f)['batch_size']
+  batch = workdir_lib.read_config(workdir)['batch_size']
   rows, seconds, last_step = {}, 0.0, 0
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    for line in f:
-      r = json.loads(line)
-      step = int(r['step'])
-      rate = r.get('train/examples_per_s')
-      if rate and rate == rate and step > last_step:  # time of the steps since the last log line
-        seconds += (step - last_step) * batch / rate
-        last_step = step
-      if any(k in r for k in COLUMNS):
-        rows.setdefault(step, {'step': step, 'examples': step * batch, 'train_minutes': seconds / 60}).update(
-            {k: r[k] for k in COLUMNS if k in r})
+  for r in workdir_lib.read_metrics(workdir):
+    step = int(r['step'])
+    rate = r.get('train/examples_per_s')
+    if rate and rate == rate and step > last_step:  # time of the steps since the last log line
+      seconds += (step - last_step) * batch / rate
+      last_step = step
+    if any(k in r for k in COLUMNS):
+      rows.setdefault(step, {'step': step, 'examples': step * batch, 'train_minutes': seconds / 60}).update(
+          {k: r[k] for k in COLUMNS if k in r})
   return [rows[s] for s in sorted(rows)]
 
 

@@ -4,11 +4,8 @@ r"""Local sweep runner: expands a sweep file into runs, runs them (N at a time),
       [--experimental=PATTERNS.npz] [--dry_run] [--set=key=value ...] [--rerun]
       [--only=REGEX | --collect_only] [--results_csv=docs/results.csv --results_md=docs/results.md]
 
-A sweep file defines get_sweep() -> list of runs; each run is a dict with 'name' and either 'config' (a config
-file for difcon_jax.train) plus optional 'overrides' ({'loss.ssl_weight': 0.01, ...}), or 'hand': True (the HAND
-baseline on 'corpus', with optional 'hand_flags'). Runs that share a 'model' (e.g. the seeds of one network) are
-one row of the table, averaged, with their spread. `grid(base, **axes)` expands the product of override values
-into runs. The file may define PAPER = {model: {column: value}}: published numbers shown under each model.
+The sweep file's format is difcon_jax/sweeps.py's (get_sweep() -> runs; PAPER; sweeps.grid). Runs that share a
+'model' (e.g. the seeds of one network) are one row of the table, averaged, with their spread.
 
 Each training run is evaluated on the equivariance and invariance sets (in training) and, with --experimental,
 on measured patterns. A run whose results are all there is kept (--rerun runs it again), so the command can be
@@ -22,8 +19,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import csv
-import importlib.util
-import itertools
 import json
 import os
 import re
@@ -35,42 +30,36 @@ import time
 from absl import app
 from absl import flags
 
+from difcon_jax import sweeps
+from difcon_jax import train
+from difcon_jax import workdir as workdir_lib
+from difcon_jax.models.heads import HEADS
+
 FLAGS = flags.FLAGS
-HEADS = ('crystal_system', 'extinction_group', 'space_group')
+workdir_of = sweeps.workdir_of
 SETS = ('equivariance', 'invariance', 'experimental')
 
 
-def grid(base: dict, **axes) -> list[dict]:
-  """Runs for every combination of the override values in axes ({'loss.ssl_weight': [a, b]} style keys
-  written with '__' for '.': grid(base, loss__ssl_weight=[...]))."""
-  keys = list(axes)
-  runs = []
-  for values in itertools.product(*(axes[k] for k in keys)):
-    over = dict(base.get('overrides', {}))
-    over.update({k.replace('__', '.'): v for k, v in zip(keys, values)})
-    suffix = ','.join(f"{k.replace('__', '.')}={v}" for k, v in zip(keys, values))
-    runs.append({**base, 'name': f"{base['name']}[{suffix}]", 'overrides': over})
-  return runs
-
-
-def load_sweep(path: str) -> tuple[list[dict], dict | None]:
-  """The sweep file's runs (get_sweep()) and its published numbers (PAPER, or None)."""
-  spec = importlib.util.spec_from_file_location('sweep', path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules.setdefault('launch_sweep', sys.modules[__name__])
-  spec.loader.exec_module(module)
-  runs = module.get_sweep()
-  names = [r['name'] for r in runs]
-  if len(set(names)) != len(names):
-    raise ValueError(f'{path}: run names repeat')
-  return runs, getattr(module, 'PAPER', None)
-
-
-def _safe(name: str) -> str:
-  return ''.join(c if c.isalnum() or c in '-_.=' else '_' for c in name)
+def _experimental_numbers(workdir: str) -> dict | None:
+  """{head_top1, head_top5} on the measured set of a finished training, of its last step: from final_metrics.json
+  (the trainer's experimental evaluator), else from `evaluate --weights=latest` (eval_experimental/metrics.json,
+  of a run trained without it; refused when of another step). None when there are none."""
+  final = workdir_lib.read_final(workdir) or {}
+  if f'experimental/{HEADS[0]}_top1' in final:
+    return {k.split('/', 1)[1]: v for k, v in final.items() if k.startswith('experimental/')}
+  exp = os.path.join(workdir, 'eval_experimental', 'metrics.json')
+  if not os.path.exists(exp):
+    return None
+  m = json.load(open(exp))
+  if final and m.get('model_step') != final.get('step'):
+    raise ValueError(f'{workdir}: experimental metrics of step {m.get("model_step")}, the others of step '
+                     f'{final.get("step")}')
+  return m
 
 
 def commands(run: dict, root: str, extra: dict, experimental: str | None) -> list[list[str]]:
+  """The run's commands: HAND, or the training (with the measured set as one of its evaluators). A training that
+  finished without the measured set is evaluated on it instead, at its last step."""
   workdir = workdir_of(run, root)
   py = sys.executable
   overrides = {**run.get('overrides', {}), **extra}
@@ -80,26 +69,13 @@ def commands(run: dict, root: str, extra: dict, experimental: str | None) -> lis
     if experimental:
       cmd.append(f'--experimental={experimental}')
     return [cmd]
-  cmds = [[py, '-m', 'difcon_jax.train', f"--config={run['config']}", f'--workdir={workdir}'] +
-          [f'--config.{k}={v}' for k, v in overrides.items()]]
+  if experimental and workdir_lib.trained_step(workdir) is not None and _experimental_numbers(workdir) is None:
+    return [[py, '-m', 'difcon_jax.evaluate', f'--checkpoint={workdir}', '--weights=latest', '--set=experimental',
+             f'--data={experimental}']]
   if experimental:
-    # The checkpoint of final_metrics.json (the last step), so that every number of the run's row is one model's.
-    cmds.append([py, '-m', 'difcon_jax.evaluate', f'--checkpoint={workdir}', '--weights=latest',
-                 '--set=experimental', f'--data={experimental}'])
-  return cmds
-
-
-def workdir_of(run: dict, root: str) -> str:
-  return os.path.join(root, _safe(run['name']))
-
-
-def trained_step(workdir: str) -> int | None:
-  """The last step of a finished training run (final_metrics.json at the config's steps), else None."""
-  final, config = os.path.join(workdir, 'final_metrics.json'), os.path.join(workdir, 'config.json')
-  if not (os.path.exists(final) and os.path.exists(config)):
-    return None
-  step = json.load(open(final)).get('step')
-  return step if step == json.load(open(config)).get('steps') else None
+    overrides['evals.experimental.data'] = experimental
+  return [[py, '-m', 'difcon_jax.train', f"--config={run['config']}", f'--workdir={workdir}'] +
+          [f'--config.{k}={v}' for k, v in overrides.items()]]
 
 
 def complete(run: dict, root: str, experimental: str | None) -> bool:
@@ -108,22 +84,20 @@ def complete(run: dict, root: str, experimental: str | None) -> bool:
   if run.get('hand'):
     path = os.path.join(workdir, 'metrics.json')
     return os.path.exists(path) and (not experimental or 'experimental' in json.load(open(path)))
-  step = trained_step(workdir)
-  if step is None:
+  if workdir_lib.trained_step(workdir) is None:
     return False
-  exp = os.path.join(workdir, 'eval_experimental', 'metrics.json')
-  return not experimental or (os.path.exists(exp) and json.load(open(exp)).get('model_step') == step)
+  return not experimental or _experimental_numbers(workdir) is not None
 
 
 def collect(run: dict, root: str) -> dict:
   """The run's row: {set/head: top-1, experimental/head_top5: top-5, steps, examples_seen, patterns_seen,
-  cpu_minutes, wall_minutes}. All accuracies are of one checkpoint: the equivariance and invariance numbers of
-  final_metrics.json and the experimental ones of evaluate --weights=latest (the same last step; a row whose
-  steps differ is refused). The minutes are those of training: the trainer's own count in final_metrics.json
-  (summed over interruptions), else the sweep's NAME.timing.json (CPU time from wait4)."""
+  cpu_minutes, wall_minutes}. All accuracies are of one checkpoint, the last step's: final_metrics.json's (the
+  experimental ones from evaluate --weights=latest for a run trained without the measured set). The minutes are
+  those of training: the trainer's own count in final_metrics.json (summed over interruptions), else the sweep's
+  NAME.timing.json (CPU time from wait4)."""
   workdir = workdir_of(run, root)
   row = {'run': run['name'], 'model': run.get('model', run['name']), 'seed': run.get('seed', '')}
-  timing_path = os.path.join(root, _safe(run['name']) + '.timing.json')
+  timing_path = os.path.join(root, sweeps.folder_name(run['name']) + '.timing.json')
   trainers = ('difcon_jax.train', 'difcon_jax.hand')
   for t in json.load(open(timing_path)) if os.path.exists(timing_path) else []:
     if any(f' {m} ' in f' {t["command"]} ' for m in trainers):
@@ -137,8 +111,7 @@ def collect(run: dict, root: str) -> dict:
         if s == 'experimental':
           row[f'{s}/{h}_top5'] = m[f'{h}_top5']
     return row
-  path = os.path.join(workdir, 'final_metrics.json')
-  final = json.load(open(path)) if os.path.exists(path) else {}
+  final = workdir_lib.read_final(workdir) or {}
   if 'train/cpu_s' in final:  # the trainer's own count, summed over interruptions
     row['cpu_minutes'], row['wall_minutes'] = final['train/cpu_s'] / 60, final['train/wall_s'] / 60
   for s in ('equivariance', 'invariance'):
@@ -146,16 +119,12 @@ def collect(run: dict, root: str) -> dict:
       if f'{s}/{h}_top1' in final:
         row[f'{s}/{h}'] = final[f'{s}/{h}_top1']
   if final:
-    config = json.load(open(os.path.join(workdir, 'config.json')))
-    views = config.get('views') or (2 if config['loss']['ssl_weight'] > 0 else 1)
+    config = workdir_lib.read_config(workdir)
+    views = train.num_views(config)
     row.update(steps=final['step'], examples_seen=final['step'] * config['batch_size'],
                patterns_seen=final['step'] * config['batch_size'] * views)
-  exp = os.path.join(workdir, 'eval_experimental', 'metrics.json')
-  if os.path.exists(exp):
-    m = json.load(open(exp))
-    if final and m.get('model_step') != final.get('step'):
-      raise ValueError(f'{run["name"]}: experimental metrics of step {m.get("model_step")}, the others of step '
-                       f'{final.get("step")}')
+  m = _experimental_numbers(workdir) if final else None
+  if m is not None:
     for h in HEADS:
       row[f'experimental/{h}'] = m[f'{h}_top1']
       row[f'experimental/{h}_top5'] = m[f'{h}_top5']
@@ -286,7 +255,7 @@ def main(argv):
   del argv
   if not FLAGS.sweep:
     raise app.UsageError('--sweep is required')
-  runs, paper = load_sweep(FLAGS.sweep)
+  runs, paper = sweeps.load(FLAGS.sweep)
   by_name = {r['name']: r for r in runs}
   extra = dict(s.split('=', 1) for s in FLAGS.set)
   os.makedirs(FLAGS.root, exist_ok=True)
@@ -300,16 +269,15 @@ def main(argv):
 
   def execute(name):
     run = by_name[name]
-    timing_path = os.path.join(FLAGS.root, _safe(name) + '.timing.json')
+    timing_path = os.path.join(FLAGS.root, sweeps.folder_name(name) + '.timing.json')
     timing = json.load(open(timing_path)) if os.path.exists(timing_path) else []
     if not FLAGS.rerun and complete(run, FLAGS.root, FLAGS.experimental):
       return name, 'kept'
-    # A finished training is only evaluated (its cost is in its final_metrics.json).
-    first = 1 if (not FLAGS.rerun and not run.get('hand')
-                  and trained_step(workdir_of(run, FLAGS.root)) is not None) else 0
+    # A finished training that is only evaluated keeps its training's timing.
+    first = 1 if plan[name] and '-m difcon_jax.evaluate' in ' '.join(plan[name][0]) else 0
     timing = timing[:first]
-    log = open(os.path.join(FLAGS.root, _safe(name) + '.log'), 'a' if first else 'w')
-    for c in plan[name][first:]:
+    log = open(os.path.join(FLAGS.root, sweeps.folder_name(name) + '.log'), 'a' if first else 'w')
+    for c in plan[name]:
       rc, t = run_timed(c, log)
       timing.append(t)
       with open(timing_path, 'w') as f:

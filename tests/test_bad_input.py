@@ -5,7 +5,6 @@ workers, reader errors, silent wrong answers, flags, outputs, the training workd
 Inputs are generated in the tests (seeded), beside a few fixed cases.
 """
 
-import csv
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ import pytest
 from difcon_jax import cli
 from difcon_jax import grid as grid_lib
 from difcon_jax import train_checks
-from difcon_jax.augment import params as augment_params
+from difcon_jax import workdir as workdir_lib
 from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import structure as structure_lib
 from difcon_jax.data import build
@@ -498,7 +497,7 @@ def test_trim_metrics_keeps_one_row_per_step(tmp_path):
     rows = [{'step': s, 'train/loss': 1.0} for s in range(1, last + 1)]
     rows += [{'step': s, 'eval/x': 0.5} for s in range(2, last + 1, 2)]
     (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows) + '{"step": 9')
-    train_checks.trim_metrics(str(tmp_path), start)
+    workdir_lib.trim_metrics(str(tmp_path), start)
     kept = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
     assert kept == [r for r in rows if r['step'] <= start]
 
@@ -539,10 +538,10 @@ def test_resume_writes_each_step_once(tiny_workdir, tmp_path):
 
 def test_work_after_reading_is_bounded_by_the_grid(tmp_path, monkeypatch):
   from difcon_jax import eval_sets
-  from difcon_jax import inference
   from difcon_jax import predict
+  from difcon_jax.io import measured
   grid = grid_lib.config(2000, 0.0, 120.0)
-  seen = []  # points left after the coarsening inside inference.to_grid, which predict and evaluate both call
+  seen = []  # points left after the coarsening inside io.measured.to_grid, which predict and evaluate both call
   real = patterns.coarsen
   monkeypatch.setattr(patterns, 'coarsen', lambda p, n: (lambda c: (seen.append(len(c.two_theta)), c)[1])(real(p, n)))
   rng = np.random.default_rng(17)
@@ -550,11 +549,11 @@ def test_work_after_reading_is_bounded_by_the_grid(tmp_path, monkeypatch):
   y = 10 + sum(rng.uniform(10, 1000) * np.exp(-(tt - c) ** 2 / 0.01) for c in rng.uniform(10, 110, 20))
   np.savetxt(tmp_path / 'fine.xy', np.stack([tt, y], 1), fmt='%.6f %.3f')
   values, _ = predict.prepare(str(tmp_path / 'fine.xy'), grid, 1.5418)
-  assert seen[-1] <= inference.MAX_POINTS_PER_BIN * 2000 and values.shape == (2000,)
+  assert seen[-1] <= measured.MAX_POINTS_PER_BIN * 2000 and values.shape == (2000,)
   np.savez(tmp_path / 'set.npz', two_theta=tt, intensity=y[None], space_group=np.array([14]))
   seen.clear()
   eval_sets.read_measured(str(tmp_path / 'set.npz'), None, grid, 1.5418)
-  assert seen and seen[-1] <= inference.MAX_POINTS_PER_BIN * 2000
+  assert seen and seen[-1] <= measured.MAX_POINTS_PER_BIN * 2000
   c = patterns.coarsen(patterns.from_arrays('f', tt, y), 1000)
   assert len(c.two_theta) <= 1000 and abs(c.intensity.mean() - y.mean()) < 1e-3 * y.mean()
   assert abs(c.two_theta[np.argmax(c.intensity)] - tt[np.argmax(y)]) < 0.5

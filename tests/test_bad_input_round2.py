@@ -24,12 +24,16 @@ from difcon_jax import cli
 from difcon_jax import folder_lock
 from difcon_jax import grid as grid_lib
 from difcon_jax import inference
+from difcon_jax import summary
 from difcon_jax import train_checks
+from difcon_jax import workdir as workdir_lib
 from difcon_jax.data import build
 from difcon_jax.data import corpus
+from difcon_jax.io import measured
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns
 from conftest import STRUCTURES
+import ranking_helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -223,38 +227,38 @@ def test_train_refuses_a_workdir_that_is_not_one(tmp_path):
   exported = tmp_path / 'exported'
   shutil.copytree(inference.BUNDLED_MODEL, exported)
   before = (exported / 'config.json').read_bytes()
-  with pytest.raises(train_checks.ConfigError, match='exported model'):
-    train_checks.check_workdir(str(exported))
+  with pytest.raises(workdir_lib.WorkdirError, match='exported model'):
+    workdir_lib.check(str(exported))
   assert (exported / 'config.json').read_bytes() == before
   other = tmp_path / 'other'
   other.mkdir()
   (other / 'notes.txt').write_text('mine')
-  with pytest.raises(train_checks.ConfigError, match='notes.txt'):
-    train_checks.check_workdir(str(other))
+  with pytest.raises(workdir_lib.WorkdirError, match='notes.txt'):
+    workdir_lib.check(str(other))
   for fine in ('new', 'empty'):
     (tmp_path / 'empty').mkdir(exist_ok=True)
-    train_checks.check_workdir(str(tmp_path / fine))
+    workdir_lib.check(str(tmp_path / fine))
   _, work = _workdir(tmp_path, (1,))
   (work / 'notes.txt').write_text('a note beside a real run')
-  train_checks.check_workdir(str(work))
+  workdir_lib.check(str(work))
 
 
 def test_one_training_per_workdir(tmp_path):
   work = tmp_path / 'work'
   work.mkdir()
-  holder = _hold_lock(work, train_checks.LOCK, 'a training')
+  holder = _hold_lock(work, workdir_lib.LOCK, 'a training')
   try:
-    with pytest.raises(train_checks.ConfigError) as e:
-      train_checks.lock_workdir(str(work))
+    with pytest.raises(workdir_lib.WorkdirError) as e:
+      workdir_lib.lock(str(work))
     assert f'pid {holder.pid}' in str(e.value) and '\n' not in str(e.value)
   finally:
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-  lock = train_checks.lock_workdir(str(work))  # the dead one's lock is stale
-  assert json.loads((work / train_checks.LOCK).read_text())['pid'] == os.getpid()
-  assert train_checks.lock_workdir(str(work)) is lock  # this process again: the same lock
+  lock = workdir_lib.lock(str(work))  # the dead one's lock is stale
+  assert json.loads((work / workdir_lib.LOCK).read_text())['pid'] == os.getpid()
+  assert workdir_lib.lock(str(work)) is lock  # this process again: the same lock
   lock.release()
-  assert not (work / train_checks.LOCK).exists()
+  assert not (work / workdir_lib.LOCK).exists()
 
 
 # ------------------------------------------------------------------------------- damaged models and corpora
@@ -272,7 +276,7 @@ def _workdir(tmp_path, steps):
   (work / 'config.json').write_text(config.to_json_best_effort(indent=1))
   model, tx = train.create_model(config), train.create_optimizer(config)
   state = train.init_state(config, model, tx, jnp.zeros((1, config.num_bins)))
-  latest, _ = train._checkpoint_managers(str(work), config)  # pylint: disable=protected-access
+  latest, _ = workdir_lib.checkpoint_managers(str(work), config.keep_checkpoints, config.best_metric)
   for s in steps:
     latest.save(s, args=ocp.args.StandardSave(state.replace(step=jnp.asarray(s, jnp.int32))))
   latest.wait_until_finished()
@@ -392,12 +396,12 @@ def test_garbage_logits_still_rank_real_labels():
     sg = np.asarray(ranked['space_group'][0])
     assert sg.min() >= 1 and sg.max() <= 230, (fill, sg)
     assert all(len(set(row)) == 5 for row in sg), (fill, sg)
-    assert np.all(np.asarray(heads.predict(logits)['space_group']) >= 1)
+    assert np.all(np.asarray(ranking_helpers.top1_labels(logits)['space_group']) >= 1)
     batch = eval_sets.Batch(np.zeros((n, 10), np.float32), [f'p{i}' for i in range(n)],
                             metrics.labels_of_space_groups(rng.integers(1, 231, n)), n)
     m, preds = eval_sets.evaluate(lambda x: (logits, {}), [batch])
     assert m['examples'] == n and 0 <= m['space_group_top5'] <= 1
-    inference.prediction_columns(preds.ranked, 0, 5)
+    summary.prediction_columns(preds.ranked, 0, 5)
 
 
 # ------------------------------------------------------------------------------------ config checks up front
@@ -572,5 +576,5 @@ def test_overflowing_counts_and_scans_with_nothing_left_are_named(tmp_path):
   # Measured with Mo Kα at 60-100°: at the Cu Kα training wavelength none of it has a counterpart.
   high = patterns.from_arrays('mo.xy', np.linspace(60, 100, 400), y)
   with pytest.raises(patterns.PatternError, match='nothing to predict') as e:
-    inference.to_grid(high, grid_lib.config(2000), 0.7107)
+    measured.to_grid(high, grid_lib.config(2000), 0.7107)
   assert str(e.value).startswith('mo.xy')

@@ -15,8 +15,7 @@ import pytest
 
 from difcon_jax import cli
 from difcon_jax import inference
-from difcon_jax import metric_writer
-from difcon_jax import train_checks
+from difcon_jax import workdir as workdir_lib
 
 
 class _FakeGcs(MemoryFileSystem):
@@ -55,16 +54,16 @@ def test_outputs_and_checks(bucket):
 
 def test_workdir_checks_metrics_and_resume_trim(bucket):
   work = 'gs://bucket/runs/w'
-  train_checks.check_workdir(work)
+  workdir_lib.check(work)
   (bucket / 'runs' / 'file').write_text('')
-  with pytest.raises(train_checks.ConfigError, match='a file, not a folder'):
-    train_checks.check_workdir('gs://bucket/runs/file')
-  writer = metric_writer.MetricWriter(work)
+  with pytest.raises(workdir_lib.WorkdirError, match='a file, not a folder'):
+    workdir_lib.check('gs://bucket/runs/file')
+  writer = workdir_lib.MetricWriter(work)
   for step in (1, 2, 3):
     writer.write(step, {'train/loss': float(step)})
   writer.close()
-  assert train_checks.trim_metrics(work, 2) == 1  # a resume from step 2 drops step 3's row
-  writer = metric_writer.MetricWriter(work)  # ... and the resumed run appends after the kept rows
+  assert workdir_lib.trim_metrics(work, 2) == 1  # a resume from step 2 drops step 3's row
+  writer = workdir_lib.MetricWriter(work)  # ... and the resumed run appends after the kept rows
   writer.write(3, {'train/loss': 30.0})
   writer.close()
   rows = [json.loads(l) for l in (bucket / 'runs' / 'w' / 'metrics.jsonl').read_text().splitlines()]

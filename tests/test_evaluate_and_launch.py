@@ -85,7 +85,7 @@ def test_sweep_two_run_grid(setup, tmp_path):
   tiny = dict(corpus=corpus, num_bins=2000, batch_size=8, steps=2, log_every=1, eval_every=2, eval_batch_size=8,
               eval_examples=8, checkpoint_every=2, **{'model.width': 8, 'model.embedding_dim': 16})
   sweep.write_text(
-      'import sys\ngrid = sys.modules["launch_sweep"].grid\n'
+      'from difcon_jax.sweeps import grid\n'
       f'def get_sweep():\n  return grid({{"name": "q", "config": "configs/quickstart.py", "overrides": {tiny!r}}}, '
       'loss__ssl_weight=[0.0, 0.005])\n')
   run = _run('launch/sweep.py', f'--sweep={sweep}', f'--root={tmp_path / "runs"}', '--parallel=2',

@@ -260,6 +260,28 @@ def test_index_command(tmp_path):
   assert abs(float(quartz['cell_1_a']) - 4.9134) <= 0.01 and abs(float(quartz['cell_1_c']) - 5.4052) <= 0.01
 
 
+def test_measured_set_lines_come_through_the_loader(tmp_path):
+  """A measured .npz read as evaluate reads it (io.measured, Cu Kα): the lines of its usable patterns at their
+  Bragg positions, each with its name and true crystal system; an unusable pattern only among the rows."""
+  tt = np.arange(5, 90, 0.01)
+  ys, lines = [], []
+  for name in ('nacl', 'rutile'):
+    s, _ = structure.read_structure(os.path.join(STRUCTURES, f'{name}.cif'))
+    p = diffraction.peak_list(s, LAMBDA, 5, 90)
+    ys.append(100 * sum(i * np.exp(-4 * np.log(2) * (tt - t) ** 2 / 0.08**2) for t, i in zip(p.two_theta, p.intensity))
+              + 1.0)
+    lines.append(np.asarray(p.two_theta)[np.asarray(p.intensity) > 0.05 * np.max(p.intensity)])
+  path = tmp_path / 'set.npz'
+  np.savez(path, two_theta=tt, intensity=np.stack([ys[0], np.full_like(tt, np.nan), ys[1]]),
+           space_group=np.array([225, 14, 136]), source_id=np.array(['a', 'b', 'c']))
+  items, bad = evaluation.measured_items(str(path))
+  assert [i.name for i in items] == [f'{path}[a]', f'{path}[c]']
+  assert [spacegroups.CRYSTAL_SYSTEMS[i.crystal_system] for i in items] == ['cubic', 'tetragonal']
+  assert [r['file'] for r in bad] == [f'{path}[b]'] and 'NaN' in bad[0]['error']
+  for item, strong in zip(items, lines):  # every strong line found within 0.02°
+    assert np.max(np.min(np.abs(item.two_theta[:, None] - strong[None, :]), 0)) <= 0.02, item.name
+
+
 def test_index_command_refuses_bad_flags(tmp_path):
   run = subprocess.run([sys.executable, '-m', 'difcon_jax.index', '--anode=Xx', '--max_unindexed=-1',
                         str(tmp_path / 'x.xy')], capture_output=True, text=True, cwd=ROOT)

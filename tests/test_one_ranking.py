@@ -17,6 +17,7 @@ from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure
 from difcon_jax.models import heads
 from conftest import STRUCTURES
+import ranking_helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Structures of tests/data with the space group their CIF states.
@@ -34,7 +35,7 @@ def _logits(n, seed=0, scale=3.0):
 def test_rank_starts_with_predict_and_keeps_the_predicted_system_first():
   logits = _logits(200)
   top = jax.device_get(heads.rank(logits, 10))
-  pred = jax.device_get(heads.predict(logits))
+  pred = jax.device_get(ranking_helpers.top1_labels(logits))
   for h in heads.HEADS:
     np.testing.assert_array_equal(top[h][0][:, 0], pred[h])
   cs, sg = top['crystal_system'][0][:, 0], top['space_group'][0]
@@ -85,7 +86,7 @@ def test_quartz_like_logits_keep_the_extinction_group_in_the_system():
   ranked = jax.device_get(heads.rank(logits, 10))['extinction_group'][0][0].tolist()
   hexagonal = [i for i, m in enumerate(spacegroups.extinction_table().members) if 168 <= m[0] <= 194]
   assert ranked[0] == p63mc and ranked[len(hexagonal)] == p3
-  assert int(heads.predict(logits)['extinction_group'][0]) == p63mc
+  assert int(ranking_helpers.top1_labels(logits)['extinction_group'][0]) == p63mc
 
 
 def test_rank_is_a_prefix_of_a_longer_rank():

@@ -11,10 +11,10 @@ import pytest
 
 from difcon_jax import grid
 from difcon_jax import inference
-from difcon_jax.augment import params
 from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure
+from difcon_jax.io import measured
 from difcon_jax.io import patterns
 from difcon_jax.models import heads
 
@@ -33,8 +33,8 @@ def _simulated(wavelength, lo, hi, path):
 
 
 def test_mo_pattern_lands_on_the_cu_pattern(tmp_path):
-  mo = inference.to_grid(_simulated(0.7107, 3, 50, tmp_path / 'mo.xy'), GRID, None)
-  cu = inference.to_grid(_simulated(1.5418, 6, 119, tmp_path / 'cu.xy'), GRID, None)
+  mo = measured.to_grid(_simulated(0.7107, 3, 50, tmp_path / 'mo.xy'), GRID, None)
+  cu = measured.to_grid(_simulated(1.5418, 6, 119, tmp_path / 'cu.xy'), GRID, None)
   assert not mo.warnings
   from scipy.signal import find_peaks
 
@@ -54,14 +54,54 @@ def test_mo_pattern_lands_on_the_cu_pattern(tmp_path):
 
 def test_truncation_is_reported(tmp_path):
   # Ag Kα 0.5609 Å up to 60°: d down to 0.56 Å, which Cu Kα cannot reach.
-  g = inference.to_grid(_simulated(0.5609, 3, 60, tmp_path / 'ag.xy'), GRID, None)
+  g = measured.to_grid(_simulated(0.5609, 3, 60, tmp_path / 'ag.xy'), GRID, None)
   assert any('truncated' in w for w in g.warnings)
 
 
 def test_outside_the_grid(tmp_path):
   np.savetxt(tmp_path / 'far.xy', np.stack([np.linspace(150, 170, 50), 1.0 + np.arange(50) % 7], 1))
   with pytest.raises(patterns.PatternError, match='outside the model grid'):
-    inference.to_grid(patterns.read_pattern(str(tmp_path / 'far.xy')), GRID, 1.5418)
+    measured.to_grid(patterns.read_pattern(str(tmp_path / 'far.xy')), GRID, 1.5418)
+
+
+def test_measured_load_gives_the_grid_or_an_error_record(tmp_path):
+  """The one loader of predict, evaluate, index and HAND: a file becomes its pattern on the grid (what to_grid makes
+  of it, at the wavelength it states unless one is given), or a record naming the file and the problem; a file
+  read but off the grid keeps what was read, for the report's plot."""
+  path = str(tmp_path / 'mo.xy')
+  _simulated(0.7107, 3, 50, tmp_path / 'mo.xy')
+  good = measured.load(path, GRID, None)
+  direct = measured.to_grid(patterns.read_pattern(path), GRID, None)
+  assert good.ok and good.error == '' and good.name == path and good.wavelength == 0.7107
+  np.testing.assert_array_equal(good.values, direct.values)
+  assert list(good.warnings) == direct.warnings and good.pattern.path == path
+  assert measured.load(path, GRID, 0.5609).wavelength == 0.5609  # a given wavelength before the file's
+  (tmp_path / 'bad.xy').write_text('10 5\n11 6\n12 seven\n')
+  np.savetxt(tmp_path / 'far.xy', np.stack([np.linspace(150, 170, 50), 1.0 + np.arange(50) % 7], 1))
+  for name, reason, read in (('bad.xy', 'not numbers', False), ('far.xy', 'outside the model grid', True),
+                             ('none.xy', 'no such file', False)):
+    m = measured.load(str(tmp_path / name), GRID, None)
+    assert not m.ok and m.values is None and m.warnings == () and m.name == str(tmp_path / name)
+    assert m.error.startswith(f'{tmp_path / name}: ') and reason in m.error and '\n' not in m.error
+    assert (m.pattern is not None) == read, name
+
+
+def test_measured_items_of_a_labelled_set(tmp_path):
+  """An item of a labelled set loads at the wavelength labels.csv gives (before the file's) with its space group;
+  an item that cannot be used is its error record; an .npz is read as Cu Kα, without a doubt to warn about."""
+  _simulated(0.7107, 3, 50, tmp_path / 'mo.xy')  # the header says 0.7107 Å
+  (tmp_path / 'labels.csv').write_text('file,space_group,wavelength\nmo.xy,154,0.5609\nmo.xy,154,\nmo.xy,0,\n')
+  items = measured.read_set(str(tmp_path), str(tmp_path / 'labels.csv'))
+  given, own, bad = [measured.load_item(item, GRID) for item in items]
+  assert given.ok and given.wavelength == 0.5609 and given.space_group == 154
+  np.testing.assert_array_equal(given.values, measured.load(str(tmp_path / 'mo.xy'), GRID, 0.5609).values)
+  assert own.ok and own.wavelength == 0.7107
+  assert not bad.ok and bad.values is None and bad.error.startswith(str(tmp_path / 'mo.xy'))
+  assert "space group '0'" in bad.error
+  cu = _simulated(1.5418, 6, 119, tmp_path / 'cu.xy')
+  np.savez(tmp_path / 'set.npz', two_theta=cu.two_theta, intensity=cu.intensity[None], space_group=np.array([154]))
+  [m] = [measured.load_item(item, GRID) for item in measured.read_set(str(tmp_path / 'set.npz'), None)]
+  assert m.ok and m.wavelength == 1.5418 and m.warnings == () and m.name == f'{tmp_path / "set.npz"}[0]'
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-from difcon_jax import inference
 from difcon_jax import report
 from difcon_jax import summary
 from difcon_jax.crystallography import diffraction
@@ -37,7 +36,7 @@ def _ranking(n=2, k=5, seed=0):
 
 def _row(ranked, j, k=5, name='a.xy', warning=''):
   return {'file': name, 'status': 'ok', 'error': '', 'warning': warning,
-          **inference.prediction_columns(ranked, j, k)}
+          **summary.prediction_columns(ranked, j, k)}
 
 
 def test_ranked_reads_back_predicts_columns():
@@ -56,6 +55,29 @@ def test_ranked_reads_back_predicts_columns():
     members = spacegroups.extinction_table().members[i]
     assert lab.members == tuple(spacegroups.symbol(s) for s in members) and lab.members[0] == lab.text.split()[0]
     assert len(members) == 1 or lab.text.endswith(f'(+{len(members) - 1})')
+
+
+def test_prediction_rows_are_the_rows_of_predict_and_evaluate():
+  """One builder: the status columns of every pattern, then for the usable ones (in order) the ranked columns and,
+  with labels, the true ones; other keys of a status (evaluate's space_group) are left out."""
+  ranked = _ranking(n=2)
+  statuses = [summary.status_row('a.xy', warnings=['a.xy: w1', 'a.xy: w2']),
+              summary.status_row('b.xy', 'b.xy: no such file'), {**summary.status_row('c.xy'), 'space_group': 14}]
+  rows = summary.prediction_rows(statuses, ranked, 5)
+  assert rows[1] == {'file': 'b.xy', 'status': 'error', 'error': 'b.xy: no such file', 'warning': ''}
+  assert rows[0] == {'file': 'a.xy', 'status': 'ok', 'error': '', 'warning': 'a.xy: w1; a.xy: w2',
+                     **summary.prediction_columns(ranked, 0, 5)}
+  assert rows[2] == {**summary.status_row('c.xy'), **summary.prediction_columns(ranked, 1, 5)}
+  assert list(rows[2]) == list(summary.STATUS_COLUMNS) + list(summary.prediction_columns(ranked, 1, 5))
+  sg = np.array([14, 194])
+  labels = {'crystal_system': np.array([spacegroups.crystal_system_index(int(s)) for s in sg]),
+            'extinction_group': np.array([spacegroups.extinction_group(int(s)) for s in sg]), 'space_group': sg}
+  rows = summary.prediction_rows(statuses, ranked, 5, labels)
+  eg = spacegroups.extinction_group(194)
+  assert list(rows[2].items())[-5:] == [  # the columns in evaluate's order
+      ('true_crystal_system', 'hexagonal'), ('true_extinction_group', spacegroups.extinction_group_label(eg)),
+      ('true_extinction_group_index', eg), ('true_space_group', 194), ('true_space_group_symbol', 'P63/mmc')]
+  assert rows[0]['true_space_group'] == 14 and 'true_space_group' not in rows[1]
 
 
 def test_terminal_table_per_file_and_one_line_beyond_the_limit():

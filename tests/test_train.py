@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from difcon_jax import train
+from difcon_jax import workdir as workdir_lib
 from difcon_jax.data import corpus as corpus_lib
 import train_helpers
 
@@ -252,7 +253,7 @@ def test_best_checkpoint_is_the_best_evaluation_and_inference_loads_its_ema_weig
   import orbax.checkpoint as ocp
   from difcon_jax import inference
   config = train_helpers.tiny_config('unused')
-  latest, best = train._checkpoint_managers(str(tmp_path), config)  # pylint: disable=protected-access
+  latest, best = workdir_lib.checkpoint_managers(str(tmp_path), config.keep_checkpoints, config.best_metric)
   others = {k: 0.5 for k in ('equivariance/crystal_system_top1', 'invariance/space_group_top1')}
   for step, score in ((1, 0.2), (2, 0.7), (3, 0.4)):
     state = {'step': np.int32(step), 'params': {'w': np.full(3, float(step))},

@@ -19,16 +19,15 @@ peak and at the end:
 - GroupNorm instead of BatchNorm: no running statistics from the training distribution at test time.
 """
 
-import os
-import runpy
+from difcon_jax import sweeps
 
-_ABLATION = runpy.run_path(os.path.join(os.path.dirname(__file__), 'cpu_ablation.py'))
-CONFIG = _ABLATION['CONFIG']
+_ABLATION = sweeps.load_file(sweeps.beside(__file__, 'cpu_ablation.py'))
+CONFIG = _ABLATION.CONFIG
 STEPS = 2000
 EVAL_EVERY = 250
 SEEDS = (0,)
 
-_COMMON = {**_ABLATION['_COMMON'], 'steps': STEPS, 'eval_every': EVAL_EVERY, 'checkpoint_every': EVAL_EVERY}
+COMMON = {**_ABLATION.COMMON, 'steps': STEPS, 'eval_every': EVAL_EVERY, 'checkpoint_every': EVAL_EVERY}
 
 # name -> overrides of the DIFCON-Barlow run (configs/cpu.py with the ablation's common fields).
 HYPOTHESES = {
@@ -50,5 +49,5 @@ def get_sweep():
   for seed in SEEDS:
     for name, overrides in HYPOTHESES.items():
       runs.append({'name': f'{name}[seed={seed}]', 'model': name, 'seed': seed, 'config': CONFIG,
-                   'overrides': {**_COMMON, **overrides, 'seed': seed}})
+                   'overrides': {**COMMON, **overrides, 'seed': seed}})
   return runs

@@ -15,8 +15,7 @@ with two runs side by side on the dev machine (about 150 structures/s each); the
 and CPU seconds to ROOT/NAME.timing.json.
 """
 
-import os
-import runpy
+from difcon_jax import sweeps
 
 CONFIG = 'configs/cpu.py'
 CORPUS = 'runs/realistic_100k'
@@ -26,8 +25,8 @@ SEEDS = (0, 1)
 # views=2 for every network: each step renders two augmented patterns per structure for all four (the
 # contrastive loss needs them; the CNNs average their classification loss over both), so that the networks see
 # the same patterns and spend the same CPU time per step.
-_COMMON = {'corpus': CORPUS, 'steps': STEPS, 'augmentation': 'train', 'eval_every': 500,
-           'checkpoint_every': 500, 'views': 2}
+COMMON = {'corpus': CORPUS, 'steps': STEPS, 'augmentation': 'train', 'eval_every': 500,
+          'checkpoint_every': 500, 'views': 2}
 
 MODELS = {
     'CNNstatic': {'static_augmentation': True, 'loss.ssl_weight': 0.0},
@@ -38,7 +37,7 @@ MODELS = {
 
 
 # The paper's numbers, shown under each model's row (configs/sweeps/paper_ablation.py holds them).
-PAPER = runpy.run_path(os.path.join(os.path.dirname(__file__), 'paper_ablation.py'))['PAPER']
+PAPER = sweeps.load_file(sweeps.beside(__file__, 'paper_ablation.py')).PAPER
 
 
 def get_sweep():
@@ -47,5 +46,5 @@ def get_sweep():
   for seed in SEEDS:  # every model's first seed before any second one
     for name, overrides in MODELS.items():
       runs.append({'name': f'{name}[seed={seed}]', 'model': name, 'seed': seed, 'config': CONFIG,
-                   'overrides': {**_COMMON, **overrides, 'seed': seed}})
+                   'overrides': {**COMMON, **overrides, 'seed': seed}})
   return runs

@@ -23,7 +23,8 @@ March-Dollase preferred orientation (`march_dollase`, from each peak's hkl and t
 sample displacement (`displace`), instrument + crystallite-size + microstrain widths (`lab_fwhm`), peaks up to 0.3°
 wide (a mid zone of each window, `profile_masses`), the Cu Kα2 line (`add_kalpha2`), a measured-looking background
 (`measured_background`) under the counting noise. Profile limits and windows are a property of the distribution
-(`cfg.profile`); train, invariance_test and ideal render exactly as before.
+(`cfg.profile`): train, invariance_test, invariance_nuisance and ideal keep Table 1's ([0.005, 0.05]°, the windows
+above).
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ def sample_draws(key: jax.Array, cfg: ml_collections.ConfigDict, batch: int, num
   return out
 
 
-# The lab draws come from a stream of their own (fold_in): the Table 1 draws of a key use the same random numbers
-# in every distribution, and train, invariance_test and ideal render as before lab existed.
+# The lab draws come from a stream of their own (fold_in), so that the Table 1 draws of a key are the same random
+# numbers in every distribution, with or without lab effects.
 _LAB_STREAM = 1
 _LAB_UNIFORM = ('microstrain', 'kalpha2_ratio', 'displacement', 'march_dollase_log_r', 'background_level',
                 'hump_amplitude', 'hump_centre', 'hump_fwhm', 'low_angle_amplitude', 'low_angle_decay')
@@ -286,7 +287,7 @@ def bin_positions(two_theta, grid):
   # Multiply by 1/w rather than divide: XLA may turn the division into this anyway, and the reference must
   # put a peak that sits on a bin edge into the same bin.
   index = jnp.floor((two_theta - grid.two_theta_min) * jnp.float32(1 / w)).astype(jnp.int32)
-  return index, grid.two_theta_min + (index + 0.5) * w
+  return index, grid_lib.bin_centre(grid, index)
 
 
 def caglioti_fwhm(two_theta, U, V, W, p, profile=None):
@@ -478,11 +479,11 @@ def _kalpha2_map(num_bins: int, two_theta_min: float, two_theta_max: float):
   """For each bin j of the Kα2 pattern, the Kα1 bins a_j and a_j + 1 that its interval maps back to by Bragg's
   law (sin θ1 = (λ1 / λ2) sin θ2, same d), and the fractions f_a, f_b of a bin width of each that it covers.
   The mapped interval is shorter than a bin (dθ1/dθ2 < 1), so two bins always hold it."""
-  w = (two_theta_max - two_theta_min) / num_bins
-  edges = two_theta_min + np.arange(num_bins + 1) * w
+  grid = grid_lib.config(num_bins, two_theta_min, two_theta_max)
+  w, edges = grid_lib.bin_width(grid), grid_lib.bin_edges(grid)
   mapped = 2 * np.rad2deg(np.arcsin(np.sin(np.deg2rad(edges) / 2) * params_lib.CU_KALPHA1 / params_lib.CU_KALPHA2))
   first = np.clip(np.floor((mapped[:-1] - two_theta_min) / w).astype(np.int64), 0, num_bins - 1)
-  split = np.minimum(mapped[1:], two_theta_min + (first + 1) * w)
+  split = np.minimum(mapped[1:], edges[first + 1])
   f_a = (split - mapped[:-1]) / w
   f_b = (mapped[1:] - split) / w
   return first.astype(np.int32), f_a.astype(np.float32), f_b.astype(np.float32)
@@ -511,8 +512,7 @@ def measured_background(grid, level, chebyshev, hump_amplitude, hump_centre, hum
   non-negative while Σ|c_k| <= 1), an amorphous hump of height A_h, centre c and FWHM f degrees, and a low-angle
   rise of height A_l at 0° decaying over τ degrees.
   """
-  w = grid_lib.bin_width(grid)
-  x = grid.two_theta_min + (jnp.arange(grid.num_bins, dtype=jnp.float32) + 0.5) * w
+  x = grid_lib.bin_centres(grid, jnp, jnp.float32)
   t = 2 * (x - grid.two_theta_min) / (grid.two_theta_max - grid.two_theta_min) - 1
   t_prev, t_k = jnp.ones_like(t), t
   poly = 1 + chebyshev[0] * t_k
@@ -525,7 +525,7 @@ def measured_background(grid, level, chebyshev, hump_amplitude, hump_centre, hum
 
 def crop_pattern(pattern, low, high, grid):
   """Zeroes the bins whose centre is below `low` or above `high` degrees (the paper's cropping and padding)."""
-  centres = grid.two_theta_min + (jnp.arange(grid.num_bins) + 0.5) * grid_lib.bin_width(grid)
+  centres = grid_lib.bin_centres(grid, jnp)
   return jnp.where((centres >= low) & (centres <= high), pattern, 0.0)
 
 

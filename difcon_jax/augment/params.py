@@ -16,6 +16,11 @@ Four named distributions:
 Symmetric quantities (zero shift, asymmetry, ...) are given as ranges of their magnitude; the sign is drawn apart.
 A bare number (not a range) is the probability that an effect is on in a draw.
 
+The named distributions are defaults: a training config sets any quantity of its distribution in `config.augment`
+(`--config.augment.U=1e-4,3e-4`, `--config.augment.kalpha2=0.8`; `override_fields`), `resolve` merges them
+into the ranges the trainer renders and config.json records (`resolved_ranges`), and `override_problems` says
+what is wrong with a value (DOMAINS: what each quantity takes).
+
 How `lab` relates to `invariance_test`: wherever they share a random quantity, lab's range does not overlap
 invariance_test's (as train's does not), so a model trained on `lab` is still tested on unseen ranges there
 (`tests/test_augment_lab.py` checks it). What they do not share: lab's own effects (doublet, displacement,
@@ -27,9 +32,14 @@ every angle) overlap for the narrowest lab draws below about 60°.
 
 from __future__ import annotations
 
+import math
+import numbers
+from typing import Any, Mapping
+
 import ml_collections
 
 from difcon_jax import grid as grid_lib
+from difcon_jax.crystallography import wavelength as wavelength_lib
 
 DISTRIBUTIONS = ('train', 'invariance_test', 'invariance_nuisance', 'ideal', 'lab')
 # The effects that delete data (peaks or parts of the pattern) rather than add nuisance: `invariance_nuisance`
@@ -38,10 +48,12 @@ DELETING = ('peak_crop_low', 'peak_crop_high', 'crop_low', 'crop_high')
 # Distributions rendered with the instrument and sample effects of kernel.render's lab branch.
 LAB_DISTRIBUTIONS = ('lab',)
 
-# Cu Kα1 and Kα2 emission lines, Å (Bearden 1967, Rev. Mod. Phys. 39, 78). The corpus positions are taken as
-# Kα1 positions; Kα2 is placed from the same d by Bragg's law (kernel.add_kalpha2).
-CU_KALPHA1 = 1.54056
-CU_KALPHA2 = 1.54439
+# The Cu Kα1 and Kα2 lines the lab distribution renders, Å. The corpus positions are taken as Kα1 positions; Kα2 is
+# placed from the same d by Bragg's law (kernel.add_kalpha2).
+CU_KALPHA1 = wavelength_lib.CU_KA1
+CU_KALPHA2 = wavelength_lib.CU_KA2
+# Impurity peak slots of every pattern: the most impurities a draw can add.
+MAX_IMPURITIES = 10
 # Scherrer constant for the FWHM of roughly equiaxed crystallites (Langford & Wilson 1978, J. Appl. Cryst. 11, 102).
 SCHERRER_K = 0.9
 # Chebyshev background terms T_1..T_n beside the constant.
@@ -132,6 +144,105 @@ def distribution(name: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({k: tuple(v) if isinstance(v, tuple) else v for k, v in d.items()})
 
 
+# What each quantity takes when a config sets it: (kind, least, most). 'range': (lo, hi) numbers with
+# least <= lo <= hi <= most; 'positive': the same with lo > 0 (log-uniform draws, divisors); 'integers': (lo, hi)
+# integers; 'probability': one number from 0 to 1, the share of draws with the effect on.
+_INF = math.inf
+DOMAINS = {
+    'zero_shift': ('range', 0.0, _INF), 'jitter': ('range', 0.0, _INF),
+    'peak_crop_low': ('range', 0.0, 180.0), 'peak_crop_high': ('range', 0.0, 180.0),
+    'intensity_noise': ('range', 0.0, 1.0),
+    'impurities': ('integers', 0, MAX_IMPURITIES), 'impurity_intensity': ('range', 0.0, _INF),
+    'U': ('range', 0.0, _INF), 'V': ('range', -_INF, _INF), 'W': ('range', 0.0, _INF), 'p': ('range', 0.0, _INF),
+    'eta': ('range', 0.0, 1.0), 'asymmetry': ('range', 0.0, 1.0),
+    'background': ('range', 0.0, _INF), 'dilation': ('integers', 1, _INF), 'counting_noise': ('range', 0.0, _INF),
+    'crop_low': ('range', 0.0, 180.0), 'crop_high': ('range', 0.0, 180.0),
+    'crystallite_size': ('positive', 0.0, _INF), 'microstrain': ('range', 0.0, _INF),
+    'kalpha2': ('probability', 0.0, 1.0), 'kalpha2_ratio': ('range', 0.0, _INF),
+    'displacement': ('range', 0.0, _INF),
+    'preferred_orientation': ('probability', 0.0, 1.0), 'march_dollase_log_r': ('range', 0.0, _INF),
+    'background_level': ('range', 0.0, _INF), 'background_chebyshev': ('range', -_INF, _INF),
+    'hump': ('probability', 0.0, 1.0), 'hump_amplitude': ('range', 0.0, _INF),
+    'hump_centre': ('range', 0.0, 180.0), 'hump_fwhm': ('positive', 0.0, _INF),
+    'low_angle_amplitude': ('range', 0.0, _INF), 'low_angle_decay': ('positive', 0.0, _INF),
+}
+# Quantities a distribution lists but does not render: lab's widths replace Caglioti's p / cos²θ term by the
+# Scherrer term (kernel.lab_fwhm).
+_NOT_RENDERED = {'lab': ('p',)}
+
+
+def quantities(name: str) -> tuple[str, ...]:
+  """The quantities distribution `name` draws and renders: those a config may set with it."""
+  return tuple(k for k in distribution(name) if k not in _NOT_RENDERED.get(name, ()))
+
+
+def override_fields() -> ml_collections.ConfigDict:
+  """config.augment: one unset (None) field per quantity of DOMAINS, typed so that a command-line override parses
+  (--config.augment.U=1e-4,3e-4 as a tuple, --config.augment.kalpha2=0.8 as a number)."""
+  return ml_collections.ConfigDict({
+      k: ml_collections.config_dict.placeholder(float if kind == 'probability' else tuple)
+      for k, (kind, _, _) in DOMAINS.items()})
+
+
+def _set(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+  """The overrides that are set (None: the distribution's own value)."""
+  return {k: v for k, v in (overrides or {}).items() if v is not None}
+
+
+def _number(v) -> bool:
+  return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _allowed(key: str, value, name: str) -> str | None:
+  """What `key` may be with distribution `name`, when `value` is not that; else None."""
+  if key not in DOMAINS:
+    return f'no such augmentation quantity; the quantities are {", ".join(DOMAINS)}'
+  if key not in quantities(name):
+    users = [n for n in DISTRIBUTIONS if key in quantities(n)]
+    return f'augmentation={name!r} does not draw it (drawn by {", ".join(users)})'
+  kind, least, most = DOMAINS[key]
+  if kind == 'probability':
+    return None if _number(value) and 0 <= value <= 1 else 'a probability from 0 to 1'
+  integers = kind == 'integers'
+  ok_item = (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)) if integers else _number
+  if (isinstance(value, (tuple, list)) and len(value) == 2 and all(ok_item(v) for v in value)
+      and least <= value[0] <= value[1] <= most and (kind != 'positive' or value[0] > 0)):
+    return None
+  low = '0 < lo' if kind == 'positive' else 'lo' if least == -_INF else f'{least:g} <= lo'
+  high = '' if most == _INF else f' <= {most:g}'
+  return f'a range (lo, hi) of {"integers" if integers else "numbers"}, {low} <= hi{high}'
+
+
+def override_problems(name: str, overrides: Mapping[str, Any] | None) -> dict[str, str]:
+  """{quantity: what it may be} for each override (config.augment's set fields) that distribution `name` cannot
+  take: an unknown quantity, one `name` does not draw, a value of the wrong type, out of bounds or with lo > hi."""
+  found = {k: _allowed(k, v, name) for k, v in _set(overrides).items()}
+  return {k: why for k, why in found.items() if why}
+
+
+def resolve(name: str, overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """Distribution `name` with the overrides (quantity -> range or probability; None: unset) merged in.
+
+  Raises:
+    ValueError: an override `name` cannot take (one 'quantity=value: what it may be' per problem).
+  """
+  d = distribution(name)
+  overrides = _set(overrides)
+  problems = override_problems(name, overrides)
+  if problems:
+    raise ValueError('; '.join(f'{k}={overrides[k]!r}: {why}' for k, why in problems.items()))
+  for k, v in overrides.items():
+    d[k] = tuple(v) if isinstance(v, (tuple, list)) else float(v)
+  return d
+
+
+def resolved_ranges(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """{quantity: range or probability} that distribution `name` with the overrides renders (config.json's
+  record of what a model was trained on)."""
+  d = resolve(name, overrides)
+  return {k: d[k] for k in quantities(name)}
+
+
 # Profile limits of Table 1 (train, invariance_test, ideal): FWHM clipped to [0.005, 0.05] degrees, each side of
 # the split profile alike.
 FWHM_MIN = 0.005
@@ -159,11 +270,13 @@ def profile_limits(name: str) -> ml_collections.ConfigDict:
 
 def config(distribution_name: str = 'train', num_bins: int = grid_lib.NUM_BINS,
            two_theta_max: float = grid_lib.TWO_THETA_MAX,
-           max_impurities: int = 10, render_chunk: int | None = None) -> ml_collections.ConfigDict:
-  """render_chunk: patterns rendered together by one vmapped call (None: 8 on a CPU, the whole batch on
-  accelerators; see kernel.render_chunk)."""
+           max_impurities: int = MAX_IMPURITIES, render_chunk: int | None = None,
+           overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """The kernel's config: the grid, the distribution (`resolve`: `overrides` merged in, e.g. a training config's
+  config.augment), profile limits. render_chunk: patterns rendered together by one vmapped call (None: 8 on a CPU,
+  the whole batch on accelerators; see kernel.render_chunk). Raises ValueError for a bad override."""
   c = ml_collections.ConfigDict(dict(grid=grid_lib.config(num_bins, grid_lib.TWO_THETA_MIN, two_theta_max),
-                                     dist=distribution(distribution_name), max_impurities=max_impurities,
+                                     dist=resolve(distribution_name, overrides), max_impurities=max_impurities,
                                      profile=profile_limits(distribution_name),
                                      lab_effects=distribution_name in LAB_DISTRIBUTIONS))
   c.render_chunk = ml_collections.config_dict.placeholder(int)

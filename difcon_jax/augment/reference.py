@@ -70,7 +70,7 @@ def add_impurities(two_theta, intensity, impurity_two_theta, impurity_intensity)
 def bin_positions(two_theta, grid):
   w = grid_lib.bin_width(grid)
   index = np.floor((two_theta - np.float32(grid.two_theta_min)) * np.float32(1 / w)).astype(np.int64)
-  return index, grid.two_theta_min + (index + 0.5) * w
+  return index, grid_lib.bin_centre(grid, index)
 
 
 def caglioti_fwhm(two_theta, U, V, W, p, profile=None):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-# Kα1/Kα2-weighted Kα wavelengths in Å (Kα1 for Cu where the simulator default is concerned).
-CU_KA1 = 1.5406
+# Cu Kα1 and Kα2 emission lines, Å: Bearden 1967 (Rev. Mod. Phys. 39, 78) gives 1.540562 and 1.544390, here to five
+# decimals as tables usually give them (pymatgen's XRDCalculator; 1.5406 is Kα1 to four). Kα1 is the peak lists'
+# default wavelength; the pair is the doublet the lab augmentation renders.
+CU_KA1 = 1.54056
+CU_KA2 = 1.54439
 CU_KA = 1.5418  # the paper's training wavelength (ICSD's copper wavelength)
+# Kα1/Kα2-weighted Kα wavelengths in Å.
 ANODES = {
     'Cu': 1.5418,
     'Mo': 0.7107,

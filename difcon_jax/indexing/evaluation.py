@@ -62,11 +62,14 @@ def corpus_items(corpus: str, split: str, which: str, examples: int | None, eval
       tt, _ = peaks_lib.from_peak_list(r['two_theta'], r['intensity'])
       yield Item(f'{split}[{i}]', tt, int(r['crystal_system']), volume[i])
     return
+  from difcon_jax import config_base  # pylint: disable=g-import-not-at-top
   from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top
+  from difcon_jax import evaluators  # pylint: disable=g-import-not-at-top
   grid = grid_lib.config()
   centres = grid_lib.bin_centres(grid)
-  data = eval_sets.SimulatedSet(corpus, eval_sets.SIMULATED[which], grid.num_bins, grid.two_theta_max, batch_size,
-                                eval_seed, examples=n, split=split)
+  distribution = evaluators.simulated_distribution(config_base.paper_config(), which)
+  data = eval_sets.SimulatedSet(corpus, distribution, grid.num_bins, grid.two_theta_max, batch_size, eval_seed,
+                                examples=n, split=split)
   i = 0
   for b in data:
     for x, cs in zip(np.asarray(b.x)[:b.count], b.labels['crystal_system']):

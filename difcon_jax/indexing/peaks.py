@@ -1,6 +1,6 @@
 """Observed lines for indexing: peaks picked from a pattern on the model grid, or taken from a Bragg peak list.
 
-Picking (`pick`): the pattern (background already removed, strongest point 1, as `inference.to_grid` returns it) is
+Picking (`pick`): the pattern (background already removed, strongest point 1, as `io.measured.to_grid` returns it) is
 smoothed with a Savitzky-Golay filter, scipy.signal.find_peaks keeps the maxima that stand clear of the local
 background (a running median over a degree) by `noise_factor` robust standard deviations of the noise, and at
 least `min_height` of the strongest, and each position is refined between bins by the parabola through the three

@@ -1,4 +1,5 @@
-"""The maths of the classification heads (pure JAX): log p(sg), top-1 labels and the one ranking of labels.
+"""The classification heads: their names (HEADS) and their maths (pure JAX): log p(sg) and the one ranking of
+labels.
 
 The network (resnet1d) has a crystal-system head (7), an extinction-group head and one space-group head per crystal
 system over that system's groups (the paper's 7 + 1 heads). Here they become distributions and rankings; training,
@@ -13,7 +14,7 @@ import numpy as np
 
 from difcon_jax.crystallography import spacegroups
 
-HEADS = ('crystal_system', 'extinction_group', 'space_group')
+HEADS = ('crystal_system', 'extinction_group', 'space_group')  # the one list of the heads' names (labels, metrics)
 # Space groups of each crystal system, and for each space group (1-230) its system and its index in that head.
 SYSTEM_GROUPS = tuple(tuple(spacegroups.space_groups_of_system(i)) for i in range(7))
 HEAD_SIZES = tuple(len(g) for g in SYSTEM_GROUPS)
@@ -56,16 +57,6 @@ def finite_logits(logits: dict) -> dict:
   return jax.tree.map(fix, logits)
 
 
-def predict(logits: dict) -> dict:
-  """Top-1 labels [batch] per head: the first entries of `rank`; the extinction group and the space group inside
-  the predicted crystal system."""
-  logits = finite_logits(logits)
-  cs = jnp.argmax(logits['crystal_system'], -1)
-  cond = space_group_conditional_log_probs(logits, cs)
-  eg_inside = jnp.where(jnp.asarray(EG_SYSTEM)[None, :] == cs[:, None], logits['extinction_group'], -jnp.inf)
-  return {'crystal_system': cs, 'extinction_group': jnp.argmax(eg_inside, -1), 'space_group': jnp.argmax(cond, -1)}
-
-
 def _system_first(inside: jax.Array, outside: jax.Array, in_system: jax.Array, size: jax.Array, k: int) -> jax.Array:
   """[batch, k] label indices: the labels of the predicted crystal system by `inside` while there are any, then
   the others by `outside`.
@@ -90,7 +81,8 @@ def rank(logits: dict, k: int) -> dict:
   that system by p(eg), then the others by p(eg), each with p(eg) of the extinction-group head; space groups of
   that system by p(sg | cs), then the others by the joint p(cs) p(sg | cs), each with the joint probability. So the
   first extinction group and the first space group always belong to the first crystal system, and the first
-  entries are `predict`'s labels. Non-finite logits are ranked as `finite_logits` makes them. Jittable (k static).
+  entries are the argmax of each head (the extinction group and the space group inside the first crystal system).
+  Non-finite logits are ranked as `finite_logits` makes them. Jittable (k static).
   """
   logits = finite_logits(logits)
   cs_p = jax.nn.softmax(logits['crystal_system'], -1)

@@ -1,0 +1,112 @@
+"""Evaluators built from `config.evals`: the trainer's periodic evaluation, `evaluate` and the sweep use them.
+
+Each entry of config.evals (config_base.evaluator) names one evaluation set:
+- kind 'simulated': the corpus test split rendered with an augmentation `distribution` (augment/params.py), the
+  same fixed draws at every evaluation (eval_sets.SimulatedSet, seed config.eval_seed), at most
+  config.eval_examples patterns;
+- kind 'measured': labelled measured patterns (`data`: an .npz like rruff_dev.npz, or a folder with labels.csv;
+  `labels`: a labels file for a folder), read once onto the model grid (eval_sets.read_measured); an entry whose
+  `data` is None is off.
+An evaluator runs every `every` steps (None: config.eval_every) and at the last step, and reports
+'{name}/{metric}' for metrics.accuracy_names() and '{name}/crystal_system_majority_share' (what always answering
+the most common true crystal system would score).
+
+Checkpoints are chosen on simulated sets only (train_checks refuses a best_metric of a measured set): measured
+patterns stay a test set, and a model that was selected on them would say so in its config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterable
+
+import numpy as np
+
+from difcon_jax import eval_sets
+from difcon_jax import metrics
+
+KINDS = ('simulated', 'measured')
+
+
+@dataclasses.dataclass
+class Evaluator:
+  """One evaluation set and its cadence. `batches()` gives the set's eval_sets.Batch'es (labelled)."""
+  name: str
+  kind: str
+  every: int
+  batches: Callable[[], Iterable[eval_sets.Batch]]
+  skipped: list[dict] = dataclasses.field(default_factory=list)  # rows of measured patterns that were unusable
+
+  def due(self, step: int, last_step: int) -> bool:
+    """Whether this evaluator runs after `step` (its cadence, and always at the last step)."""
+    return step % self.every == 0 or step == last_step
+
+  def predictions(self, model: Callable) -> tuple[dict, eval_sets.Predictions]:
+    """(metrics.summary of the set, its Predictions) of model(x) -> (logits, aux)."""
+    return eval_sets.evaluate(model, self.batches())
+
+  def run(self, model: Callable) -> dict[str, float]:
+    """{'{name}/{metric}': value} of model(x) -> (logits, aux) on the set."""
+    m, _ = self.predictions(model)
+    return scalars(self.name, m)
+
+
+def scalars(name: str, summary: dict) -> dict[str, float]:
+  """The logged numbers of a set's metrics.summary: accuracies and the majority share, under '{name}/'."""
+  out = {f'{name}/{k}': float(summary[k]) for k in metrics.accuracy_names()}
+  per_class = np.asarray(summary['crystal_system_confusion']).sum(1)
+  out[f'{name}/crystal_system_majority_share'] = float(per_class.max() / max(per_class.sum(), 1))
+  return out
+
+
+def specs(config) -> dict:
+  """config.evals, or the defaults of config_base for a config written before evaluators were configurable."""
+  evals = config.get('evals')
+  if evals:
+    return dict(evals.items())
+  from difcon_jax import config_base  # pylint: disable=g-import-not-at-top
+  return dict(config_base.default_evals().items())
+
+
+def simulated_distribution(config, name: str) -> str:
+  """The augmentation distribution of simulated set `name` of a config (e.g. 'invariance' -> 'invariance_test')."""
+  spec = specs(config).get(name)
+  if spec is None or spec['kind'] != 'simulated':
+    raise KeyError(f'{name!r} is not a simulated evaluation set of the config '
+                   f'({", ".join(n for n, s in specs(config).items() if s["kind"] == "simulated")})')
+  return spec['distribution']
+
+
+def enabled(config) -> dict:
+  """{name: spec} of the evaluators that run: every simulated set, and measured sets that have data."""
+  return {n: s for n, s in specs(config).items() if s['kind'] == 'simulated' or s.get('data')}
+
+
+def metric_names(config) -> list[str]:
+  """Every name the configured evaluation reports."""
+  return [f'{n}/{m}' for n in enabled(config) for m in metrics.accuracy_names()]
+
+
+def from_config(config, mesh=None, cache: bool = True, batch_size: int | None = None,
+                corpus: str | None = None) -> dict[str, Evaluator]:
+  """{name: Evaluator} of config.evals that are enabled. mesh: devices that share an evaluation batch; cache:
+  simulated sets keep their rendered batches on the devices after the first pass (a trainer's periodic
+  evaluation renders them once); batch_size, corpus: instead of config.eval_batch_size, config.corpus."""
+  batch_size = batch_size or config.eval_batch_size
+  out = {}
+  for name, spec in enabled(config).items():
+    every = spec.get('every') or config.eval_every
+    if spec['kind'] == 'simulated':
+      data = eval_sets.SimulatedSet(corpus or config.corpus, spec['distribution'], config.num_bins,
+                                    config.two_theta_max, batch_size, config.eval_seed, config.eval_examples,
+                                    mesh, cache=cache)
+      out[name] = Evaluator(name, 'simulated', every, lambda data=data: data)
+    else:
+      from difcon_jax import grid as grid_lib  # pylint: disable=g-import-not-at-top
+      grid = grid_lib.config(config.num_bins, grid_lib.TWO_THETA_MIN, config.two_theta_max)
+      x, sgs, names, rows = eval_sets.read_measured(spec['data'], spec.get('labels'), grid, config.wavelength)
+      skipped = [r for r in rows if r['status'] != 'ok']
+      out[name] = Evaluator(name, 'measured', every,
+                            lambda x=x, names=names, sgs=sgs: eval_sets.grid_batches(x, names, batch_size, sgs),
+                            skipped)
+  return out
