@@ -83,7 +83,7 @@ def read_npz(path: str, wavelength: float | None) -> list[Item]:
   ids = arrays.get('source_id')
   if ids is None or len(ids) != n:
     ids = np.arange(n)
-  def pattern(i):  # negative counts are clipped as before; NaN stays NaN and from_arrays judges it
+  def pattern(i):  # negative counts (a subtracted background) clipped to 0; NaN left for from_arrays
     return patterns_lib.from_arrays(f'{path}[{ids[i]}]', tt[i], np.maximum(y[i], 0), wavelength)
 
   return [_item(f'{path}[{ids[i]}]', lambda i=i: pattern(i), sg[i]) for i in range(n)]
