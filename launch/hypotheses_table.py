@@ -59,22 +59,27 @@ def _mean_spread(values: list[float]) -> str:
 
 def table(runs: list[dict], root: str) -> str:
   by_model: dict[str, list[dict]] = {}
+  running: dict[str, int] = {}  # runs started but not finished: left out of the numbers until they finish
   for run in runs:
-    s = summarise(workdir_lib.read_metrics(sweeps.workdir_of(run, root)))
-    by_model.setdefault(run.get('model', run['name']), [])
-    if s is not None:
-      by_model[run.get('model', run['name'])].append(s)
+    workdir, model = sweeps.workdir_of(run, root), run.get('model', run['name'])
+    s = summarise(workdir_lib.read_metrics(workdir))
+    by_model.setdefault(model, [])
+    if s is not None and workdir_lib.trained_step(workdir) is not None:
+      by_model[model].append(s)
+    elif s is not None:
+      running[model] = running.get(model, 0) + 1
   lines = ['| run | seeds | steps | equivariance CS (end) | invariance CS (end) | invariance CS (peak, step) | '
            'nuisance CS (end) | nuisance CS (peak) | Barlow/NT-Xent loss (end) |',
            '|---|---|---|---|---|---|---|---|---|']
   for model, summaries in by_model.items():
+    more = f' (+{running[model]} running)' if model in running else ''
     if not summaries:
-      lines.append(f'| {model} | 0 | not run | | | | | | |')
+      lines.append(f'| {model} | 0{more} | not run | | | | | | |')
       continue
     steps = '/'.join(sorted({str(s['steps']) for s in summaries}))
     peak_steps = ','.join(str(s['invariance_peak'][1]) for s in summaries)
     lines.append(
-        f"| {model} | {len(summaries)} | {steps} | {_mean_spread([s['equivariance'] for s in summaries])} | "
+        f"| {model} | {len(summaries)}{more} | {steps} | {_mean_spread([s['equivariance'] for s in summaries])} | "
         f"{_mean_spread([s['invariance'] for s in summaries])} | "
         f"{_mean_spread([s['invariance_peak'][0] for s in summaries])} ({peak_steps}) | "
         f"{_mean_spread([s['invariance_nuisance'] for s in summaries])} | "
