@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from difcon_jax import eval_sets
+from difcon_jax import grid as grid_lib
 from difcon_jax import metrics
 
 KINDS = ('simulated', 'measured')
@@ -102,7 +103,6 @@ def from_config(config, mesh=None, cache: bool = True, batch_size: int | None = 
                                     mesh, cache=cache)
       out[name] = Evaluator(name, 'simulated', every, lambda data=data: data)
     else:
-      from difcon_jax import grid as grid_lib  # pylint: disable=g-import-not-at-top
       grid = grid_lib.config(config.num_bins, grid_lib.TWO_THETA_MIN, config.two_theta_max)
       x, sgs, names, rows = eval_sets.read_measured(spec['data'], spec.get('labels'), grid, config.wavelength)
       skipped = [r for r in rows if r['status'] != 'ok']

@@ -11,24 +11,15 @@ import pytest
 
 from difcon_jax import hand
 
+import train_helpers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
 def setup(tiny_corpus, tiny_workdir, tmp_path_factory):
   root = tmp_path_factory.mktemp('eval')
-  corpus = tiny_corpus
-  # A small 'measured' set in the layout of rruff_dev.npz: noisy simulated patterns with their labels.
-  from difcon_jax.augment import kernel, params
-  from difcon_jax.data import corpus as corpus_lib
-  import jax
-  test = corpus_lib.load_arrays(corpus, 'train')
-  cfg = params.config('train', 8500, 85.0)
-  x = np.asarray(kernel.make_augment_fn(cfg)(jax.random.key(0), test['two_theta'][:6], test['intensity'][:6]))
-  tt = (np.arange(8500) + 0.5) * 0.01
-  np.savez(root / 'measured.npz', two_theta=(5 + tt).astype(np.float32), intensity=np.maximum(x, 0) * 1000,
-           space_group=test['space_group'][:6].astype(np.int16), source_id=np.array([f'{i}.npy' for i in range(6)]))
-  return corpus, tiny_workdir, str(root / 'measured.npz')
+  return tiny_corpus, tiny_workdir, train_helpers.measured_npz(tiny_corpus, root / 'measured.npz')
 
 
 def _run(*args, **kw):

@@ -4,8 +4,6 @@ runs at its own cadence, and checkpoints are never chosen on measured patterns."
 import json
 import os
 
-import jax
-import numpy as np
 
 from difcon_jax import config_base
 from difcon_jax import eval_sets
@@ -13,27 +11,13 @@ from difcon_jax import evaluators
 from difcon_jax import inference
 from difcon_jax import train
 from difcon_jax import train_checks
-from difcon_jax.augment import kernel
-from difcon_jax.augment import params
-from difcon_jax.data import corpus as corpus_lib
 
 import train_helpers
 
 
-def _measured_npz(corpus: str, path) -> str:
-  """Six patterns in the layout of rruff_dev.npz: rendered training structures with their space groups."""
-  arrays = corpus_lib.load_arrays(corpus, 'train')
-  x = np.asarray(kernel.make_augment_fn(params.config('train', 8500, 85.0))(
-      jax.random.key(0), arrays['two_theta'][:6], arrays['intensity'][:6]))
-  np.savez(path, two_theta=(5 + (np.arange(8500) + 0.5) * 0.01).astype(np.float32),
-           intensity=np.maximum(x, 0) * 1000, space_group=arrays['space_group'][:6].astype(np.int16),
-           source_id=np.array([f'{i}.npy' for i in range(6)]))
-  return str(path)
-
-
 def test_sets_from_the_config_run_at_their_own_cadence(tiny_corpus, tmp_path):
   c = train_helpers.tiny_config(tiny_corpus, steps=2)
-  c.evals.experimental.data = _measured_npz(tiny_corpus, tmp_path / 'measured.npz')
+  c.evals.experimental.data = train_helpers.measured_npz(tiny_corpus, tmp_path / 'measured.npz')
   c.evals.experimental.every = 1
   c.evals.ideal = config_base.evaluator('simulated', 'ideal')  # a set the defaults do not have
   work = str(tmp_path / 'w')

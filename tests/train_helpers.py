@@ -22,6 +22,20 @@ def tiny_corpus(out: str, n: int = 120) -> str:
   return os.path.join(out, 'corpus')
 
 
+def measured_npz(corpus_path: str, path) -> str:
+  """A small 'measured' set in the layout of rruff_dev.npz: six rendered training structures (Table 1 effects,
+  8,500 points over 5-90°, counts up to ~1000) with their space groups."""
+  import jax
+  from difcon_jax.augment import kernel, params
+  arrays = corpus.load_arrays(corpus_path, 'train')
+  x = np.asarray(kernel.make_augment_fn(params.config('train', 8500, 85.0))(
+      jax.random.key(0), arrays['two_theta'][:6], arrays['intensity'][:6]))
+  np.savez(path, two_theta=(5 + (np.arange(8500) + 0.5) * 0.01).astype(np.float32),
+           intensity=np.maximum(x, 0) * 1000, space_group=arrays['space_group'][:6].astype(np.int16),
+           source_id=np.array([f'{i}.npy' for i in range(6)]))
+  return str(path)
+
+
 def tiny_config(corpus_path: str, steps: int = 2):
   c = quickstart.get_config()
   c.corpus = corpus_path
