@@ -234,11 +234,17 @@ def checkpoint_managers(workdir: str, keep: int, best_metric: str):
   """(latest, best) Orbax CheckpointManagers for training: the `keep` latest steps, and the one step with the
   highest evaluation `best_metric`; both save asynchronously."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  def barriers(name):
+    # Orbax names its cross-process barriers after the step; both managers save the last step, so without a
+    # prefix of their own two concurrent saves meet at the same barrier and a multi-host run can hang at exit.
+    return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name)
+
   latest = ocp.CheckpointManager(path(workdir, CHECKPOINTS), options=ocp.CheckpointManagerOptions(
-      max_to_keep=keep, create=True, enable_async_checkpointing=True))
+      max_to_keep=keep, create=True, enable_async_checkpointing=True, multiprocessing_options=barriers(CHECKPOINTS)))
   best = ocp.CheckpointManager(path(workdir, BEST), options=ocp.CheckpointManagerOptions(
       max_to_keep=1, best_fn=lambda m: m[best_metric], best_mode='max', create=True,
-      enable_async_checkpointing=True))
+      enable_async_checkpointing=True, multiprocessing_options=barriers(BEST)))
   return latest, best
 
 

@@ -227,6 +227,19 @@ def test_two_processes_match_one(tiny, tmp_path):
 
 # ------------------------------------------------------------------------ paths that config fields choose
 
+def test_the_two_checkpoint_managers_never_share_a_barrier(tmp_path):
+  """Both managers save the last step; Orbax names a save's cross-process barriers after the step, so each manager
+  needs a prefix of its own or two processes can meet at the wrong barrier and hang at exit."""
+  from orbax.checkpoint._src.multihost import multihost  # pylint: disable=g-import-not-at-top
+  managers = workdir_lib.checkpoint_managers(str(tmp_path), keep=2, best_metric='equivariance/cs_acc')
+  keys = {multihost.unique_barrier_key('async_write_complete', suffix='2',
+                                       prefix=m._options.multiprocessing_options.barrier_sync_key_prefix)  # pylint: disable=protected-access
+          for m in managers}
+  for m in managers:
+    m.close()
+  assert len(keys) == len(managers), keys
+
+
 def test_lars_leaves_biases_and_norms_out_of_decay_and_trust_ratio():
   """LARS (the paper config's optimiser): kernels get weight decay and the trust ratio; biases and norm scales get
   neither, so their first step is plain SGD: -lr·g. Hand values with lr 0.1 (no warmup), decay 0.5, g = 0.1, w = 2:
