@@ -48,6 +48,10 @@ def paper_config() -> ml_collections.ConfigDict:
   c.wavelength = grid.WAVELENGTH  # Å; the corpus must hold peak lists at it (the trainer checks)
   c.num_bins = grid.NUM_BINS
   c.two_theta_max = grid.TWO_THETA_MAX
+  # The grid the network reads (grid.GRIDS): the paper's 2θ bins, or 'log_d' (bins uniform in ln d from
+  # log_d_from degrees 2θ, resampled inside the network; a change of cell scale is then a shift).
+  c.grid = 'two_theta'
+  c.log_d_from = grid.LOG_D_FROM
   c.augmentation = 'train'  # a distribution of augment/params.py: train, invariance_test, ideal, lab, ...
   # Its quantities set by the config (None: the distribution's own), each a range (lo, hi) or a probability, e.g.
   # --config.augment.U=1e-4,3e-4; config.json records the ranges the run rendered, these merged in.

@@ -103,7 +103,7 @@ def from_config(config, mesh=None, cache: bool = True, batch_size: int | None = 
                                     mesh, cache=cache)
       out[name] = Evaluator(name, 'simulated', every, lambda data=data: data)
     else:
-      grid = grid_lib.config(config.num_bins, grid_lib.TWO_THETA_MIN, config.two_theta_max)
+      grid = grid_lib.from_config(config)
       x, sgs, names, rows = eval_sets.read_measured(spec['data'], spec.get('labels'), grid, config.wavelength)
       skipped = [r for r in rows if r['status'] != 'ok']
       out[name] = Evaluator(name, 'measured', every,

@@ -61,7 +61,7 @@ class Model:
     training workdir."""
     path = os.fspath(path or BUNDLED_MODEL)
     self.config, self.model, expected = read_config(path)
-    self.grid = grid_lib.config(self.config.num_bins, grid_lib.TWO_THETA_MIN, self.config.two_theta_max)
+    self.grid = grid_lib.from_config(self.config)
     # Models trained before config.json recorded it were trained at the one wavelength there was.
     self.wavelength = float(self.config.get('wavelength', grid_lib.WAVELENGTH))
     if workdir_lib.path(path, workdir_lib.VARIABLES).exists():

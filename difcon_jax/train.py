@@ -261,7 +261,7 @@ def restore_or_init(config, model, tx, workdir: str, replicated) -> tuple[TrainS
   damaged = []
   for step in sorted(latest.all_steps(), reverse=True):
     try:
-      train_checks.check_checkpoint_matches(state, str(latest.directory), step, workdir)
+      train_checks.check_checkpoint_matches(state, str(latest.directory), step, workdir, config)
       restored = latest.restore(step, args=ocp.args.StandardRestore(state))
     except train_checks.ConfigError:
       raise

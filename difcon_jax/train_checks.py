@@ -62,6 +62,9 @@ def config_errors(config) -> list[str]:
   integer('eval_seed', 0)
   number('wavelength', 0.1, 10)
   number('two_theta_max', 1, 180, hi_open=True)
+  need(grid_lib.model_grid(config) in grid_lib.GRIDS, 'grid', f'one of {", ".join(grid_lib.GRIDS)}')
+  if grid_lib.model_grid(config) == 'log_d' and isinstance(config.get('two_theta_max'), (int, float)):
+    number('log_d_from', 0.5, config.two_theta_max, hi_open=True)
   number('ema_decay', 0, 1, hi_open=True)
   number('optimizer.learning_rate', 0, 1e3)
   need(isinstance(config.get('corpus'), str) and config.corpus != '', 'corpus', 'a corpus folder')
@@ -160,7 +163,12 @@ def _shapes(tree) -> dict[str, tuple]:
   return {name(k): tuple(v.shape) for k, v in flat if hasattr(v, 'shape')}
 
 
-def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str) -> None:
+def _input_grid(config) -> str:
+  grid = grid_lib.model_grid(config)
+  return f'{grid} from {config.get("log_d_from", grid_lib.LOG_D_FROM):g}°' if grid == 'log_d' else grid
+
+
+def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str, config=None) -> None:
   """Raises ConfigError when the checkpoint at `step` holds arrays of other names or shapes than `state` (a model,
   optimiser or EMA setting that differs from the run that wrote the workdir), ValueError (or Orbax's error) when
   its metadata cannot be read (a damaged checkpoint)."""
@@ -171,7 +179,18 @@ def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str
   if not saved:  # Orbax reads damaged metadata as none: a damaged checkpoint, not another model
     raise ValueError(f'{checkpoint_dir}/{step}: the checkpoint lists no arrays; its files are damaged')
   wanted = _shapes(flax.serialization.to_state_dict(state))
+  saved_config = workdir_lib.path(workdir, workdir_lib.CONFIG)
   if saved == wanted:
+    try:
+      recorded = workdir_lib.read_config(workdir) if config is not None else None
+    except ValueError:  # a damaged config.json is rewritten by this run
+      recorded = None
+    # The input grid changes what every weight means without changing a shape.
+    grids = [_input_grid(c) for c in (recorded, config)] if recorded is not None else []
+    if grids and grids[0] != grids[1]:
+      raise ConfigError(f'{workdir} holds a checkpoint (step {step}) of a model that reads another grid '
+                        f'({grids[0]}; this config: {grids[1]}). Use a new --workdir, or the config that wrote '
+                        f'this one ({saved_config}); nothing in {workdir} was changed.')
     return
   only_saved = sorted(set(saved) - set(wanted))
   only_wanted = sorted(set(wanted) - set(saved))
@@ -183,7 +202,6 @@ def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str
   if only_saved or only_wanted:
     detail.append(f'{len(only_saved)} array(s) only in the checkpoint, {len(only_wanted)} only in this config'
                   f' (e.g. {(only_saved or only_wanted)[0]})')
-  saved_config = workdir_lib.path(workdir, workdir_lib.CONFIG)
   raise ConfigError(f'{workdir} holds a checkpoint (step {step}) of a different model: {"; ".join(detail)}. '
                     f'Use a new --workdir, or the config that wrote this one ({saved_config}); '
                     f'nothing in {workdir} was changed.')

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from difcon_jax import grid as grid_lib
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.models import heads
 
@@ -107,11 +108,18 @@ class DifconNet(nn.Module):
   # What the classification heads read: 'embedding' (the projector's input, after a ReLU) or 'projection' (the
   # projector's output, the representation the contrastive loss shapes).
   heads_input: str = 'embedding'
+  # The grid the network reads (grid.GRIDS): patterns arrive on the 2θ grid (num_bins, two_theta_min,
+  # two_theta_max) and 'log_d' resamples them to bins uniform in ln d from log_d_from degrees 2θ.
+  input_grid: str = 'two_theta'
+  two_theta_grid: tuple[int, float, float] = (grid_lib.NUM_BINS, grid_lib.TWO_THETA_MIN, grid_lib.TWO_THETA_MAX)
+  log_d_from: float = grid_lib.LOG_D_FROM
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    """x: [batch, bins] patterns. Returns (logits dict, aux dict)."""
+    """x: [batch, bins] patterns on the 2θ grid. Returns (logits dict, aux dict)."""
+    x = grid_lib.to_model_grid(x.astype(jnp.float32), grid_lib.config(*self.two_theta_grid), self.input_grid,
+                               self.log_d_from)
     x = x[..., None].astype(self.dtype)  # [batch, bins, 1]
     x = nn.Conv(self.width, (15,), (self.stem_stride,), padding='SAME', use_bias=False, dtype=self.dtype)(x)
     x = nn.relu(_norm(self.norm, train, self.dtype, self.norm_axis_name)(x))
@@ -164,4 +172,6 @@ def from_config(config, norm_axis_name: str | None = None) -> DifconNet:
       # Fields added after the first models were trained: their config.json lacks them.
       pooling=m.get('pooling', 'mean'), attention_layers=m.get('attention_layers', 2),
       attention_heads=m.get('attention_heads', 4), flatten_channels=m.get('flatten_channels', 8),
-      heads_input=m.get('heads_input', 'embedding'), dtype=jnp.bfloat16 if m.bf16 else jnp.float32)
+      heads_input=m.get('heads_input', 'embedding'), input_grid=grid_lib.model_grid(config),
+      two_theta_grid=(config.num_bins, grid_lib.TWO_THETA_MIN, config.two_theta_max),
+      log_d_from=config.get('log_d_from', grid_lib.LOG_D_FROM), dtype=jnp.bfloat16 if m.bf16 else jnp.float32)
