@@ -34,7 +34,7 @@ COMMON = {**_ABLATION.COMMON, 'steps': STEPS, 'eval_every': EVAL_EVERY, 'checkpo
 
 # name -> overrides of the DIFCON-Barlow run (configs/cpu.py with the ablation's common fields).
 HYPOTHESES = {
-    'Barlow (control)': {},
+    'Barlow (control)': {'loss.ssl_weight': 0.005},  # the recipe's weight before these runs
     'CNNaug (control)': {'loss.ssl_weight': 0.0},
     'ceiling: CNNaug trained on invariance_test': {'loss.ssl_weight': 0.0, 'augmentation': 'invariance_test'},
     'ssl_weight 0.05': {'loss.ssl_weight': 0.05},
