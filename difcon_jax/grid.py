@@ -62,7 +62,9 @@ def bin_edges(grid: ml_collections.ConfigDict) -> np.ndarray:
 # network so that training, evaluation and prediction share it: 'log_d', bins uniform in ln d (d = λ / 2 sin θ),
 # on which a change of cell scale is a shift, so a convolution sees the patterns of all cubic crystals of one
 # extinction group as one template; it starts at `log_d_from` degrees 2θ (ln d diverges at 0°) and has as many
-# bins as the 2θ grid.
+# bins as the 2θ grid. The paper bins in 2θ because it bins Bragg peaks as points, whose binned intensities vary
+# wildly on bins of unequal 2θ width (its section on binning); here every profile is first integrated exactly
+# over the 2θ bins and then averaged over each log-d bin, so the log-d pattern is the same smooth profile.
 GRIDS = ('two_theta', 'log_d')
 LOG_D_FROM = 5.0  # degrees 2θ at the training wavelength
 
