@@ -45,6 +45,10 @@ def main(argv):
   lines = ['| run | step | examples | train min | CPU min | ' + ' | '.join(c.replace('/', ' ') for c in COLUMNS)
            + ' |', '|' + ' --- |' * (5 + len(COLUMNS))]
   for workdir in argv[1:]:
+    if not workdir_lib.is_training_workdir(workdir):  # e.g. a sweep's NAME.log beside its run folders
+      print(f'learning_curves: {workdir}: not a training workdir (no config.json and checkpoints), skipped',
+            file=sys.stderr)
+      continue
     for r in curve(workdir):
       if r['step'] % _EVERY.value:
         continue
