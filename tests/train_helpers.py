@@ -100,6 +100,8 @@ if __name__ == '__main__':
     import jax
     from difcon_jax import train
     config = tiny_config(sys.argv[2], steps=2)
+    for name in [n for n in config.evals.keys() if n != 'equivariance']:  # one set: evaluation across processes
+      del config.evals[name]                                               # is the same for every set
     if len(sys.argv) > 5:
       config.distributed = True
       config.coordinator_address = sys.argv[5]
