@@ -170,7 +170,8 @@ def _input_grid(config) -> str:
 
 def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str, config=None) -> None:
   """Raises ConfigError when the checkpoint at `step` holds arrays of other names or shapes than `state` (a model,
-  optimiser or EMA setting that differs from the run that wrote the workdir), ValueError (or Orbax's error) when
+  optimiser or EMA setting that differs from the run that wrote the workdir) or, given `config`, when the run that
+  wrote it read another grid (config.json's `grid`: same shapes, other meaning); ValueError (or Orbax's error) when
   its metadata cannot be read (a damaged checkpoint)."""
   import flax.serialization  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
