@@ -26,14 +26,19 @@ def config(num_bins: int = NUM_BINS, two_theta_min: float = TWO_THETA_MIN,
   return ml_collections.ConfigDict(dict(num_bins=num_bins, two_theta_min=two_theta_min, two_theta_max=two_theta_max))
 
 
-def from_config(config) -> ml_collections.ConfigDict:
+def from_config(training_config) -> ml_collections.ConfigDict:
   """The 2θ grid of a training config (its num_bins and two_theta_max; the grid starts at TWO_THETA_MIN)."""
-  return globals()['config'](config.num_bins, TWO_THETA_MIN, config.two_theta_max)
+  return config(training_config.num_bins, TWO_THETA_MIN, training_config.two_theta_max)
 
 
-def model_grid(config) -> str:
+def model_grid(training_config) -> str:
   """The grid a training config's network reads (GRIDS); configs written before the option read 2θ."""
-  return config.get('grid', 'two_theta')
+  return training_config.get('grid', 'two_theta')
+
+
+def log_d_from(training_config) -> float:
+  """Where a training config's log-d grid starts, degrees 2θ (LOG_D_FROM when the config does not say)."""
+  return training_config.get('log_d_from', LOG_D_FROM)
 
 
 def bin_width(grid: ml_collections.ConfigDict) -> float:

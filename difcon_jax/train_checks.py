@@ -165,7 +165,7 @@ def _shapes(tree) -> dict[str, tuple]:
 
 def _input_grid(config) -> str:
   grid = grid_lib.model_grid(config)
-  return f'{grid} from {config.get("log_d_from", grid_lib.LOG_D_FROM):g}°' if grid == 'log_d' else grid
+  return f'{grid} from {grid_lib.log_d_from(config):g}°' if grid == 'log_d' else grid
 
 
 def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str, config=None) -> None:

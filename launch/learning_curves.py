@@ -53,8 +53,8 @@ def main(argv):
       if r['step'] % _EVERY.value:
         continue
       lines.append(f"| {os.path.basename(workdir.rstrip('/'))} | {r['step']} | {r['examples']:,} | "
-                   f"{r['train_minutes']:.1f} | {r['cpu_minutes']:.1f} | " + ' | '.join(f"{r[c]:.3f}" if c in r else '' for c in COLUMNS)
-                   + ' |')
+                   f"{r['train_minutes']:.1f} | {r['cpu_minutes']:.1f} | "
+                   + ' | '.join(f"{r[c]:.3f}" if c in r else '' for c in COLUMNS) + ' |')
   print('\n'.join(lines))
 
 

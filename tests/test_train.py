@@ -232,9 +232,8 @@ def test_the_two_checkpoint_managers_never_share_a_barrier(tmp_path):
   needs a prefix of its own or two processes can meet at the wrong barrier and hang at exit."""
   from orbax.checkpoint._src.multihost import multihost  # pylint: disable=g-import-not-at-top
   managers = workdir_lib.checkpoint_managers(str(tmp_path), keep=2, best_metric='equivariance/cs_acc')
-  keys = {multihost.unique_barrier_key('async_write_complete', suffix='2',
-                                       prefix=m._options.multiprocessing_options.barrier_sync_key_prefix)  # pylint: disable=protected-access
-          for m in managers}
+  prefixes = [m._options.multiprocessing_options.barrier_sync_key_prefix for m in managers]  # pylint: disable=protected-access
+  keys = {multihost.unique_barrier_key('async_write_complete', suffix='2', prefix=p) for p in prefixes}
   for m in managers:
     m.close()
   assert len(keys) == len(managers), keys

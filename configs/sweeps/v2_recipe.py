@@ -5,8 +5,8 @@ r"""Which recipe learns most per CPU hour: candidates for the bundled model difc
   python launch/learning_curves.py runs/v2_recipe/* --every 1
 
 Each candidate is configs/cpu.py with v1's contrastive weight (the v1 recipe: its network, `lab` augmentation,
-Barlow Twins at weight 0.005, AdamW with a cosine schedule) with one change, trained for the number of steps that costs the control's CPU budget: steps are
-set from each network's training-step FLOPs per structure (XLA's cost analysis of the jitted step, two views and
+Barlow Twins at weight 0.005, AdamW with a cosine schedule) with one change, trained for the number of steps that
+costs the control's CPU budget: steps are set from each network's training-step FLOPs per structure (XLA's cost analysis of the jitted step, two views and
 the augmentation included, `benchmarks/cost_analysis.py` with the override), which on this CPU is what the time
 follows (the augmentation is 4% of a step). Chosen on the synthetic held-out sets only; the measured patterns are
 evaluated once, on the model that is shipped.

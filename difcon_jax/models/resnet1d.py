@@ -174,4 +174,4 @@ def from_config(config, norm_axis_name: str | None = None) -> DifconNet:
       attention_heads=m.get('attention_heads', 4), flatten_channels=m.get('flatten_channels', 8),
       heads_input=m.get('heads_input', 'embedding'), input_grid=grid_lib.model_grid(config),
       two_theta_grid=(config.num_bins, grid_lib.TWO_THETA_MIN, config.two_theta_max),
-      log_d_from=config.get('log_d_from', grid_lib.LOG_D_FROM), dtype=jnp.bfloat16 if m.bf16 else jnp.float32)
+      log_d_from=grid_lib.log_d_from(config), dtype=jnp.bfloat16 if m.bf16 else jnp.float32)
