@@ -27,7 +27,12 @@ def test_configs_load_and_are_complete(path):
   a new field that the trainer never reads)."""
   from difcon_jax import config_base
   c = _load(path)
-  fields, base = _fields(c), _fields(config_base.paper_config())
+  # A config may add evaluation sets (config_base.default_evals says how); each must be a whole evaluator.
+  added = set(c.evals) - set(config_base.default_evals())
+  for name in added:
+    assert _fields(c.evals[name]) == _fields(config_base.evaluator('simulated')), name
+  fields = {f for f in _fields(c) if f.split('.')[:2] not in [['evals', n] for n in added]}
+  base = _fields(config_base.paper_config())
   assert fields == base, (sorted(fields - base), sorted(base - fields))
   assert c.batch_size % 8 == 0
   assert c.loss.ssl in ('barlow_twins', 'nt_xent')
