@@ -9,9 +9,9 @@ channels): at equal CPU time on 90,043 training structures it beat global averag
 (held-out crystal system 0.545 against 0.487 at step 5,000); attention pooling fell between the two at equal
 examples (0.473 at 128,000) and cost about 3x as much per example on this CPU (docs/results.md). The shipped
 model (difcon_jax/pretrained/default, docs/model_card.md) was trained with this config: 8,000 steps of 64,
-512,000 examples, 1 h 40 min with one of the two cores, with Barlow Twins at weight 0.005 (the weight then;
-config_base now sets 1.0, the fix of the hypothesis experiments in docs/results.md; the model's config.json
-records what it was trained with).
+512,000 examples, 1 h 40 min with one of the two cores. Barlow Twins keeps weight 0.005 here, where config_base
+has 1.0 (the fix of the hypothesis experiments, docs/results.md): with this recipe's `lab` distribution weight 1.0
+was below weight 0.005 in two matched pairs at equal CPU time (docs/results.md, "Towards difcon-cpu-v2").
 """
 
 from difcon_jax import config_base
@@ -34,4 +34,5 @@ def get_config():
                       bf16=False, pooling='flatten', flatten_channels=8))
   c.optimizer.update(dict(name='adamw', learning_rate=2e-3, warmup_steps=500, final_lr_fraction=0.02,
                           weight_decay=1e-4))
+  c.loss.ssl_weight = 0.005
   return c
