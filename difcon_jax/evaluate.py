@@ -86,6 +86,13 @@ def define_flags():
                       'confusion matrix, a sortable table with the true labels, plots and bars per pattern).')
 
 
+def by_system_line(by_system: dict) -> str:
+  """One line of crystal-system top-1 per true system with its pattern count ('–' for a system the set lacks)."""
+  return 'crystal system top-1 by true system (patterns): ' + ', '.join(
+      f"{name} {'–' if v['top1'] is None else format(v['top1'], '.3f')} ({v['examples']})"
+      for name, v in by_system.items())
+
+
 def confusion_png(m, path, title):
   """Draws a crystal-system confusion matrix m [7, 7] (rows: true)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -296,6 +303,7 @@ def main(argv):
   print(f"{FLAGS.set} ({metrics['examples']} patterns{f', {failed} left out' if failed else ''}), top-1 / top-5 "
         'accuracy: ' + '; '.join(f"{h.replace('_', ' ')} {metrics[f'{h}_top1']:.3f} / {metrics[f'{h}_top5']:.3f}"
                                  for h in heads.HEADS) + f' -> {out_dir}')
+  print(by_system_line(metrics['crystal_system_top1_by_system']))
   return 1 if failed else 0
 
 

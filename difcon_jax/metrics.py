@@ -58,12 +58,24 @@ def confusion(truth, pred, classes: int = 7) -> np.ndarray:
   return m
 
 
+def by_crystal_system(confusion_matrix) -> dict[str, dict]:
+  """{system: {'examples': patterns of that true system, 'top1': the share of them whose top crystal system is
+  right (None when there are none)}} from a [7, 7] crystal-system confusion (rows true): where a model is right
+  and where it is not, which one accuracy over a set dominated by a few systems hides."""
+  m = np.asarray(confusion_matrix)
+  n = m.sum(1)
+  return {name: {'examples': int(n[i]), 'top1': float(m[i, i] / n[i]) if n[i] else None}
+          for i, name in enumerate(spacegroups.CRYSTAL_SYSTEMS)}
+
+
 def summary(ranked: dict, labels: dict) -> dict:
   """All metrics of a set: top-1/top-5 per head, the shares of top extinction groups and top space groups outside
-  the top crystal system (the consistency of the predictions), the crystal-system confusion and the number of examples."""
+  the top crystal system (the consistency of the predictions), the crystal-system confusion, crystal-system top-1
+  per true system and the number of examples."""
   out = accuracies(ranked, labels)
   for h in ('extinction_group', 'space_group'):
     out[f'{h}_outside_predicted_crystal_system'] = outside_rate(ranked['crystal_system'][:, 0], ranked[h][:, 0], h)
   out['crystal_system_confusion'] = confusion(labels['crystal_system'], ranked['crystal_system'][:, 0]).tolist()
+  out['crystal_system_top1_by_system'] = by_crystal_system(out['crystal_system_confusion'])
   out['examples'] = int(len(labels['crystal_system']))
   return out

@@ -110,6 +110,18 @@ def test_metrics_by_hand():
   assert lab['crystal_system'].tolist() == [0, 1, 6] and lab['space_group'].tolist() == [1, 14, 225]
 
 
+def test_crystal_system_accuracy_per_true_system_by_hand():
+  # True: two monoclinic (one right), one cubic (wrong, called tetragonal), one trigonal (right); no triclinic.
+  labels = metrics.labels_of_space_groups([14, 15, 225, 150])
+  ranked = {'crystal_system': np.array([[1], [2], [3], [4]]), 'space_group': np.array([[14], [62], [123], [150]]),
+            'extinction_group': labels['extinction_group'][:, None]}
+  by = metrics.summary(ranked, labels)['crystal_system_top1_by_system']
+  assert list(by) == list(spacegroups.CRYSTAL_SYSTEMS)
+  assert by['monoclinic'] == {'examples': 2, 'top1': 0.5} and by['cubic'] == {'examples': 1, 'top1': 0.0}
+  assert by['trigonal'] == {'examples': 1, 'top1': 1.0} and by['triclinic'] == {'examples': 0, 'top1': None}
+  assert sum(v['examples'] for v in by.values()) == 4
+
+
 def test_top1_never_exceeds_top5():
   for seed in range(5):
     logits = _logits(300, seed=seed, scale=0.5)  # nearly flat: the joint and in-system orders differ often
