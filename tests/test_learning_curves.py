@@ -32,3 +32,19 @@ def test_rows_at_each_evaluation_with_their_cost(tmp_path):
   assert rows[0].startswith('| run | 2 | 20 | 0.0 | 1.0 | 0.250 |'), rows
   assert rows[1].startswith('| run | 4 | 40 | 0.1 | 3.0 | 0.500 |') and rows[1].endswith('| 0.400 |'), rows
   assert 'run.log: not a training workdir' in out.stderr
+
+
+def test_a_training_column_is_the_mean_since_the_previous_evaluation(tmp_path):
+  _workdir(tmp_path / 'run', [
+      {'step': 1, 'train/accuracy_crystal_system': 0.1},
+      {'step': 2, 'train/accuracy_crystal_system': 0.3},
+      {'step': 2, 'lab/crystal_system_top1': 0.25},
+      {'step': 3, 'train/accuracy_crystal_system': 0.5},
+      {'step': 4, 'train/accuracy_crystal_system': 0.7},
+      {'step': 4, 'lab/crystal_system_top1': 0.5}])
+  out = subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'learning_curves.py'), str(tmp_path / 'run'),
+                        '--every=1', '--columns=lab/crystal_system_top1,train/accuracy_crystal_system'],
+                       capture_output=True, text=True, cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-2000:]
+  rows = [l for l in out.stdout.splitlines() if l.startswith('| run | ') and not l.startswith('| run | step')]
+  assert rows[0].endswith('| 0.250 | 0.200 |') and rows[1].endswith('| 0.500 | 0.600 |'), rows
