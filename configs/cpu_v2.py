@@ -24,9 +24,7 @@ def get_config():
   c = cpu.get_config()
   c.steps = 20_000
   c.eval_every = 2_000
-  c.checkpoint_every = 500
   c.model.stage_sizes = (2, 2, 2)
-  c.loss.ssl_weight = 0.005
   # Held-out structures under the training distribution itself: against the training batches' accuracy it says
   # how much of the gap to the training structures is the structures (more of them would close it) and how much
   # the distribution (the equivariance set uses Table 1's).

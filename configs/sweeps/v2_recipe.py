@@ -6,10 +6,12 @@ r"""Which recipe learns most per CPU hour: candidates for the bundled model difc
 
 Each candidate is configs/cpu.py with v1's contrastive weight (the v1 recipe: its network, `lab` augmentation,
 Barlow Twins at weight 0.005, AdamW with a cosine schedule) with one change, trained for the number of steps that
-costs the control's CPU budget: steps are set from each network's training-step FLOPs per structure (XLA's cost analysis of the jitted step, two views and
-the augmentation included, `benchmarks/cost_analysis.py` with the override), which on this CPU is what the time
-follows (the augmentation is 4% of a step). Chosen on the synthetic held-out sets only; the measured patterns are
-evaluated once, on the model that is shipped.
+costs the control's CPU budget by FLOPs: steps are set from each network's training-step FLOPs per structure (XLA's
+cost analysis of the jitted step, two views and the augmentation included, `benchmarks/cost_analysis.py` with the
+override). FLOPs overstate the time of the larger networks on this CPU (width 32 with stem stride 16: 1.9x the
+control's FLOPs per step, 1.24x its CPU time; stages (2, 2, 2): 2.1x and 1.7x), so those runs used less than the
+control's CPU: compare runs by learning_curves' CPU-minutes column. Chosen on the synthetic held-out sets only; the
+measured patterns are evaluated once, on the model that is shipped.
 """
 
 CONFIG = 'configs/cpu.py'
