@@ -44,3 +44,16 @@ def test_the_paper_models_differ_where_they_should():
   assert c['cnn_static'].loss.ssl_weight == c['cnn_aug'].loss.ssl_weight == 0
   assert c['difcon_barlow'].loss.ssl == 'barlow_twins' and c['difcon_simclr'].loss.ssl == 'nt_xent'
   assert c['difcon_barlow'].loss.ssl_weight > 0 and c['difcon_simclr'].loss.ssl_weight > 0
+
+
+def test_the_measured_pattern_config_is_the_paper_model_on_lab():
+  """configs/difcon_measured.py changes the paper's model only where its docstring says: the `lab` distribution,
+  the contrastive weight the CPU recipes use with it and a `lab` evaluation set; its network, optimiser, batch and
+  schedule stay paper-size."""
+  c = {p.stem: _load(p) for p in CONFIGS}
+  measured, paper = c['difcon_measured'], c['difcon_barlow']
+  assert measured.augmentation == 'lab' and paper.augmentation == 'train'
+  assert measured.loss.ssl_weight == c['cpu'].loss.ssl_weight
+  assert 'lab' in measured.evals and 'lab' not in paper.evals
+  for field in ('model', 'optimizer', 'batch_size', 'steps', 'corpus', 'grid'):
+    assert measured[field] == paper[field], field
