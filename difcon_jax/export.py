@@ -1,6 +1,6 @@
 r"""Export a trained model for inference: the weights of a training workdir without the optimiser state.
 
-  python -m difcon_jax.export --workdir=runs/cpu --out=difcon_jax/pretrained/default --name=difcon-cpu-v1
+  python -m difcon_jax.export --workdir=runs/cpu_v2 --out=difcon_jax/pretrained/default --name=difcon-cpu-v2
 
 writes OUT/config.json (the training config), OUT/variables.msgpack (params and BatchNorm statistics of the best
 checkpoint, else the latest) and OUT/model.json (name, step, parameters, date). `predict` and `evaluate` take such
