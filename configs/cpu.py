@@ -7,11 +7,12 @@ Trains on the realistic synthetic corpus with the laboratory augmentation (`lab`
 network's last positions are flattened into the embedding (`pooling='flatten'`, after a 1x1 convolution to 8
 channels): at equal CPU time on 90,043 training structures it beat global average pooling at every evaluation
 (held-out crystal system 0.545 against 0.487 at step 5,000); attention pooling fell between the two at equal
-examples (0.473 at 128,000) and cost about 3x as much per example on this CPU (docs/results.md). difcon-cpu-v1,
-the bundled model until 2026-12-02, was trained with this config: 8,000 steps of 64, 512,000 examples, 1 h 40 min
-with one of the two cores; its successor difcon-cpu-v2 with configs/cpu_v2.py (docs/model_card.md). Barlow Twins keeps weight 0.005 here, where config_base
-has 1.0 (the fix of the hypothesis experiments, docs/results.md): with this recipe's `lab` distribution weight 1.0
-was below weight 0.005 in two matched pairs at equal CPU time (docs/results.md, "Towards difcon-cpu-v2").
+examples (0.473 at 128,000) and cost about 3x as much per example on this CPU (docs/results.md). difcon-cpu-v1, the
+bundled model until 2026-12-02, was trained with this config: 8,000 steps of 64, 512,000 examples, 1 h 40 min with
+one of the two cores; its successor difcon-cpu-v2 with configs/cpu_v2.py (docs/model_card.md). Barlow Twins keeps
+weight 0.005 here, where config_base has 1.0 (the fix of the hypothesis experiments, docs/results.md): with this
+recipe's `lab` distribution weight 1.0 was below weight 0.005 in two matched pairs at equal CPU time
+(docs/results.md, "Towards difcon-cpu-v2").
 """
 
 from difcon_jax import config_base
