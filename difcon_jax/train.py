@@ -406,10 +406,7 @@ def write_config(config, workdir: str, start: int) -> None:
   """config.json (predict and evaluate rebuild the model from it; it records the grid and wavelength), written
   once the config and the restore are known good; metrics.jsonl rows after the restored step dropped."""
   if jax.process_index() == 0:
-    recorded = config.copy_and_resolve_references()
-    with recorded.unlocked():  # config.augment as rendered: every range of the distribution, overrides merged
-      recorded.augment = augment_params.resolved_ranges(config.augmentation, config.get('augment'))
-    workdir_lib.write_config(workdir, recorded)
+    workdir_lib.write_config(workdir, train_checks.recorded_config(config))
     workdir_lib.trim_metrics(workdir, start)  # rows after the checkpoint are written again by this run
 
 

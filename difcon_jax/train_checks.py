@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import numpy as np
 
@@ -155,6 +156,78 @@ def check_config(config) -> None:
     raise ConfigError('\n'.join(errors))
 
 
+# Fields a resumed run may change: how long it trains, how often it logs, evaluates and saves, what it evaluates on,
+# and how the processes find each other. Every other field changes what the weights learn from the next step on.
+RESUMABLE_CHANGES = ('steps', 'log_every', 'eval_every', 'eval_batch_size', 'eval_examples', 'eval_seed', 'evals',
+                     'checkpoint_every', 'keep_checkpoints', 'prefetch', 'max_loss', 'distributed',
+                     'coordinator_address', 'num_processes', 'process_id')
+
+
+def recorded_config(config) -> dict:
+  """The config as config.json records it (a plain dict): references resolved, and config.augment as rendered
+  (every range of the augmentation distribution, overrides merged), so that two configs that train alike record
+  alike."""
+  import json  # pylint: disable=g-import-not-at-top
+  recorded = config.copy_and_resolve_references()
+  with recorded.unlocked():
+    recorded.augment = augment_params.resolved_ranges(config.augmentation, config.get('augment'))
+  return json.loads(recorded.to_json_best_effort())
+
+
+def _differences(before, now, prefix: str = '') -> list[tuple[str, Any, Any]]:
+  """[(dotted field, recorded value, this value)] over the fields both dicts hold (a field added to the configs
+  after the workdir was written is not a difference)."""
+  out = []
+  for key in before.keys() & now.keys():
+    name = f'{prefix}{key}'
+    if isinstance(before[key], dict) and isinstance(now[key], dict):
+      out += _differences(before[key], now[key], f'{name}.')
+    elif before[key] != now[key]:
+      out.append((name, before[key], now[key]))
+  return sorted(out)
+
+
+def resume_changes(recorded: dict, config) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
+  """(refused, allowed): the fields in which `config` differs from the workdir's config.json (`recorded`), split
+  into those that change training (refused on resume) and RESUMABLE_CHANGES. A corpus named by another path to the
+  same folder is not a change."""
+  changes = _differences(recorded, recorded_config(config))
+  same_folder = lambda a, b: isinstance(a, str) and isinstance(b, str) and cli.path(a) == cli.path(b)
+  changes = [c for c in changes if not (c[0] == 'corpus' and same_folder(c[1], c[2]))]
+  allowed = [c for c in changes if c[0].split('.')[0] in RESUMABLE_CHANGES]
+  return [c for c in changes if c not in allowed], allowed
+
+
+def _describe(changes, most: int = 4) -> str:
+  shown = '; '.join(f'{name}: {before!r} there, {now!r} here' for name, before, now in changes[:most])
+  return shown + (f'; and {len(changes) - most} more' if len(changes) > most else '')
+
+
+def check_resume_config(workdir: str, step: int, config) -> None:
+  """Raises ConfigError when the run being resumed at `step` was written by another config than `config` in a
+  field that changes training (corpus, augmentation, optimiser, loss, seed, batch, ...): resuming would silently
+  go on with other data or another recipe. Changes of RESUMABLE_CHANGES are logged."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  try:
+    recorded = workdir_lib.read_config(workdir)
+  except ValueError:  # a damaged config.json is rewritten by this run
+    return
+  if not isinstance(recorded, dict):
+    return
+  refused, allowed = resume_changes(recorded, config)
+  if refused:
+    saved_config = workdir_lib.path(workdir, workdir_lib.CONFIG)
+    raise ConfigError(f'{workdir} holds a run (step {step}) trained with another config: {_describe(refused)}. '
+                      f'Resume with the config and flags that wrote it ({saved_config}; only steps and the '
+                      f'evaluation, logging and saving cadence may change), or use a new --workdir; nothing in '
+                      f'{workdir} was changed.')
+  if allowed:
+    logging.info('%s: resumed with changed %s', workdir, _describe(allowed))
+    if any(name == 'steps' for name, _, _ in allowed):
+      logging.warning('%s: steps changed on resume; the learning-rate schedule now spans %d steps', workdir,
+                      config.steps)
+
+
 def _shapes(tree) -> dict[str, tuple]:
   import jax  # pylint: disable=g-import-not-at-top
   flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, 'shape'))[0]
@@ -192,6 +265,8 @@ def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str
       raise ConfigError(f'{workdir} holds a checkpoint (step {step}) of a model that reads another grid '
                         f'({grids[0]}; this config: {grids[1]}). Use a new --workdir, or the config that wrote '
                         f'this one ({saved_config}); nothing in {workdir} was changed.')
+    if config is not None:
+      check_resume_config(workdir, step, config)
     return
   only_saved = sorted(set(saved) - set(wanted))
   only_wanted = sorted(set(wanted) - set(saved))

@@ -98,10 +98,10 @@ def lock(workdir: str, process_index: int = 0) -> folder_lock.Lock:
 
 # ---------------------------------------------------------------------------------------------- config.json
 
-def write_config(workdir: str, config) -> None:
-  """config.json from an ml_collections config (predict and evaluate rebuild the model from it; it records the
+def write_config(workdir: str, config: dict) -> None:
+  """config.json from a config as a plain dict (predict and evaluate rebuild the model from it; it records the
   grid and the wavelength)."""
-  path(workdir, CONFIG).write_text(config.to_json_best_effort(indent=1))
+  path(workdir, CONFIG).write_text(json.dumps(config, indent=1))
 
 
 def read_config(workdir: str) -> dict | None:

@@ -518,6 +518,33 @@ def test_a_changed_model_is_refused_before_the_workdir_is_touched(tiny_workdir, 
     assert {p: (work / p).read_bytes() for p in before} == before
 
 
+def test_a_resume_with_another_corpus_or_recipe_is_refused_before_the_workdir_is_touched(tiny_workdir, tmp_path):
+  """Same model, other training: another corpus, learning rate or augmentation range would silently go on with
+  other data or another recipe; steps (the cadence fields) may change."""
+  from difcon_jax import train
+  import train_helpers
+  work = tmp_path / 'work'
+  shutil.copytree(tiny_workdir, work)
+  corpus = json.load(open(work / 'config.json'))['corpus']
+  other = tmp_path / 'other_corpus'
+  shutil.copytree(corpus, other)
+  before = {p: (work / p).read_bytes() for p in ('config.json', 'metrics.jsonl')}
+  changes = {'corpus': lambda c: setattr(c, 'corpus', str(other)),
+             'optimizer.learning_rate': lambda c: setattr(c.optimizer, 'learning_rate', 0.5),
+             'augment.U': lambda c: c.update({'augment': {'U': (0.001, 0.002)}})}
+  for field, change in changes.items():
+    c = train_helpers.tiny_config(corpus, steps=4)
+    with c.unlocked():
+      change(c)
+    with pytest.raises(train_checks.ConfigError, match='another config') as e:
+      train.train_and_evaluate(c, str(work))
+    assert f'{field}:' in str(e.value) and 'config.json' in str(e.value) and '\n' not in str(e.value)
+    assert {p: (work / p).read_bytes() for p in before} == before
+  c = train_helpers.tiny_config(corpus, steps=3)  # the same recipe, one step more: resumed
+  train.train_and_evaluate(c, str(work))
+  assert max(json.loads(l)['step'] for l in open(work / 'metrics.jsonl')) == 3
+
+
 def test_resume_writes_each_step_once(tiny_workdir, tmp_path):
   """Rows written after the last checkpoint by a killed run are dropped and written once more."""
   from difcon_jax import train
