@@ -257,7 +257,8 @@ def export(workdir: str, out: str, name: str, which: str = 'best') -> dict:
     f.write(json.dumps(_read_json(config_path), indent=1))  # as the training wrote it
   with outputs.write(out / workdir_lib.VARIABLES, 'wb') as f:
     f.write(flax.serialization.msgpack_serialize(variables))
-  info = {'name': name, 'step': step, 'workdir': os.fspath(cli.path(workdir)),
+  # The workdir as given (runs/NAME): a shipped model.json names no folder of the machine that exported it.
+  info = {'name': name, 'step': step, 'workdir': os.fspath(workdir),
           'parameters': int(sum(x.size for x in jax.tree.leaves(variables['params']))),
           'date': datetime.date.today().isoformat()}
   with outputs.write(out / workdir_lib.MODEL_INFO) as f:

@@ -23,6 +23,14 @@ def test_exported_model_predicts_as_its_workdir(tiny_workdir, tmp_path):
   assert size < 4 * 1.2 * info['parameters'] + 100_000
 
 
+def test_model_json_names_the_workdir_as_given(tiny_workdir, tmp_path, monkeypatch):
+  """A shipped model.json says runs/NAME, not the exporting machine's absolute folders."""
+  monkeypatch.chdir(os.path.dirname(tiny_workdir))
+  name = os.path.basename(tiny_workdir)
+  info = inference.export(name, str(tmp_path / 'exported'), 'tiny')
+  assert info['workdir'] == name == json.load(open(tmp_path / 'exported' / 'model.json'))['workdir']
+
+
 def test_a_folder_without_a_model_is_refused(tmp_path):
   with pytest.raises(FileNotFoundError, match='no config.json'):
     inference.Model(str(tmp_path))
