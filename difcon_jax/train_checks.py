@@ -191,6 +191,13 @@ def resume_changes(recorded: dict, config) -> tuple[list[tuple[str, Any, Any]], 
   """(refused, allowed): the fields in which `config` differs from the workdir's config.json (`recorded`), split
   into those that change training (refused on resume) and RESUMABLE_CHANGES. A corpus named by another path to the
   same folder is not a change."""
+  import json  # pylint: disable=g-import-not-at-top
+  recorded = dict(recorded)
+  try:  # a workdir written before config.json held the rendered ranges records the overrides only: render them
+    recorded['augment'] = json.loads(json.dumps(augment_params.resolved_ranges(recorded['augmentation'],
+                                                                               recorded.get('augment'))))
+  except Exception:  # pylint: disable=broad-except  (an unknown distribution: compared as recorded)
+    pass
   changes = _differences(recorded, recorded_config(config))
   same_folder = lambda a, b: isinstance(a, str) and isinstance(b, str) and cli.path(a) == cli.path(b)
   changes = [c for c in changes if not (c[0] == 'corpus' and same_folder(c[1], c[2]))]

@@ -545,6 +545,21 @@ def test_a_resume_with_another_corpus_or_recipe_is_refused_before_the_workdir_is
   assert max(json.loads(l)['step'] for l in open(work / 'metrics.jsonl')) == 3
 
 
+def test_a_config_json_of_an_older_trainer_resumes_under_its_own_config(tmp_path):
+  """Before config.json held the rendered augmentation ranges it held the overrides (unset): the same config is no
+  change, an override is one, and a field the old record lacks is none."""
+  import train_helpers
+  c = train_helpers.tiny_config(str(tmp_path))
+  old = json.loads(c.to_json_best_effort())
+  assert not any(old['augment'].values())  # the overrides, none set
+  del old['ema_decay']
+  assert train_checks.resume_changes(old, c) == ([], [])
+  c.augment = {'U': (0.001, 0.002)}
+  c.steps = 9
+  refused, allowed = train_checks.resume_changes(old, c)
+  assert [r[0] for r in refused] == ['augment.U'] and allowed == [('steps', 2, 9)]
+
+
 def test_resume_writes_each_step_once(tiny_workdir, tmp_path):
   """Rows written after the last checkpoint by a killed run are dropped and written once more."""
   from difcon_jax import train
