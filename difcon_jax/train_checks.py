@@ -9,10 +9,12 @@ in the devices' memory (`check_memory`).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any
 
+from absl import logging
 import numpy as np
 
 from difcon_jax import cli
@@ -167,7 +169,6 @@ def recorded_config(config) -> dict:
   """The config as config.json records it (a plain dict): references resolved, and config.augment as rendered
   (every range of the augmentation distribution, overrides merged), so that two configs that train alike record
   alike."""
-  import json  # pylint: disable=g-import-not-at-top
   recorded = config.copy_and_resolve_references()
   with recorded.unlocked():
     recorded.augment = augment_params.resolved_ranges(config.augmentation, config.get('augment'))
@@ -191,7 +192,6 @@ def resume_changes(recorded: dict, config) -> tuple[list[tuple[str, Any, Any]], 
   """(refused, allowed): the fields in which `config` differs from the workdir's config.json (`recorded`), split
   into those that change training (refused on resume) and RESUMABLE_CHANGES. A corpus named by another path to the
   same folder is not a change."""
-  import json  # pylint: disable=g-import-not-at-top
   recorded = dict(recorded)
   try:  # a workdir written before config.json held the rendered ranges records the overrides only: render them
     recorded['augment'] = json.loads(json.dumps(augment_params.resolved_ranges(recorded['augmentation'],
@@ -201,8 +201,8 @@ def resume_changes(recorded: dict, config) -> tuple[list[tuple[str, Any, Any]], 
   changes = _differences(recorded, recorded_config(config))
   same_folder = lambda a, b: isinstance(a, str) and isinstance(b, str) and cli.path(a) == cli.path(b)
   changes = [c for c in changes if not (c[0] == 'corpus' and same_folder(c[1], c[2]))]
-  allowed = [c for c in changes if c[0].split('.')[0] in RESUMABLE_CHANGES]
-  return [c for c in changes if c not in allowed], allowed
+  resumable = lambda change: change[0].split('.')[0] in RESUMABLE_CHANGES
+  return [c for c in changes if not resumable(c)], [c for c in changes if resumable(c)]
 
 
 def _describe(changes, most: int = 4) -> str:
@@ -210,17 +210,10 @@ def _describe(changes, most: int = 4) -> str:
   return shown + (f'; and {len(changes) - most} more' if len(changes) > most else '')
 
 
-def check_resume_config(workdir: str, step: int, config) -> None:
-  """Raises ConfigError when the run being resumed at `step` was written by another config than `config` in a
-  field that changes training (corpus, augmentation, optimiser, loss, seed, batch, ...): resuming would silently
-  go on with other data or another recipe. Changes of RESUMABLE_CHANGES are logged."""
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  try:
-    recorded = workdir_lib.read_config(workdir)
-  except ValueError:  # a damaged config.json is rewritten by this run
-    return
-  if not isinstance(recorded, dict):
-    return
+def check_resume_config(recorded: dict, workdir: str, step: int, config) -> None:
+  """Raises ConfigError when the run being resumed at `step` was written by another config (`recorded`, its
+  config.json) than `config` in a field that changes training (corpus, augmentation, optimiser, loss, seed, batch,
+  ...): resuming would silently go on with other data or another recipe. Changes of RESUMABLE_CHANGES are logged."""
   refused, allowed = resume_changes(recorded, config)
   if refused:
     saved_config = workdir_lib.path(workdir, workdir_lib.CONFIG)
@@ -251,8 +244,8 @@ def _input_grid(config) -> str:
 def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str, config=None) -> None:
   """Raises ConfigError when the checkpoint at `step` holds arrays of other names or shapes than `state` (a model,
   optimiser or EMA setting that differs from the run that wrote the workdir) or, given `config`, when the run that
-  wrote it read another grid (config.json's `grid`: same shapes, other meaning); ValueError (or Orbax's error) when
-  its metadata cannot be read (a damaged checkpoint)."""
+  wrote it read another grid (config.json's `grid`: same shapes, other meaning) or trained with another recipe
+  (check_resume_config); ValueError (or Orbax's error) when its metadata cannot be read (a damaged checkpoint)."""
   import flax.serialization  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   metadata = ocp.StandardCheckpointer().metadata(cli.path(checkpoint_dir) / str(step) / 'default')
@@ -272,8 +265,8 @@ def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str
       raise ConfigError(f'{workdir} holds a checkpoint (step {step}) of a model that reads another grid '
                         f'({grids[0]}; this config: {grids[1]}). Use a new --workdir, or the config that wrote '
                         f'this one ({saved_config}); nothing in {workdir} was changed.')
-    if config is not None:
-      check_resume_config(workdir, step, config)
+    if isinstance(recorded, dict):
+      check_resume_config(recorded, workdir, step, config)
     return
   only_saved = sorted(set(saved) - set(wanted))
   only_wanted = sorted(set(wanted) - set(saved))
