@@ -17,6 +17,7 @@ import numpy as np
 import spglib
 
 from difcon_jax.crystallography import spacegroups
+from difcon_jax.crystallography import standardise
 
 
 class StructureError(ValueError):
@@ -46,6 +47,7 @@ class Structure:
   space_group: int
   symmetry_ops: int
   notes: tuple[str, ...] = ()  # what the reader did that the user should know (e.g. data blocks not read)
+  symmetry_found: bool = False  # the CIF was in P1 and space_group is what spglib found (standardise.py)
 
   @property
   def formula(self) -> str:
@@ -77,6 +79,8 @@ class Structure:
     return spacegroups.extinction_group(self.space_group)
 
 
+SYMPREC = 0.1  # Å: spglib's tolerance for checking a declared space group and finding a P1 structure's (the MP's)
+
 # Cells outside these bounds are typing errors or not crystals (a protein or a zeolite supercell is far inside).
 MAX_CELL_LENGTH = 1000.0  # Å
 MIN_CELL_VOLUME = 1.0  # Å³: an atom takes about 10
@@ -85,10 +89,16 @@ CELL_TAGS = ('_cell_length_a', '_cell_length_b', '_cell_length_c',
              '_cell_angle_alpha', '_cell_angle_beta', '_cell_angle_gamma')
 
 
-def _cif_blocks(path: str) -> list[gemmi.cif.Block]:
-  """The data blocks of a CIF that hold atom coordinates (at least one)."""
+def _cif_blocks(path: str, text: str | bytes | None = None) -> list[gemmi.cif.Block]:
+  """The data blocks of a CIF that hold atom coordinates (at least one); from `text` when given (a member of an
+  archive), `path` then only naming it."""
   try:
-    doc = gemmi.cif.read(str(path))  # .cif.gz is read transparently
+    if text is None:
+      doc = gemmi.cif.read(str(path))  # .cif.gz is read transparently
+    else:
+      if isinstance(text, bytes):
+        text = text.decode('utf-8', errors='replace')
+      doc = gemmi.cif.read_string(text)
   except (RuntimeError, ValueError, OSError) as e:
     raise StructureError(f'{path}: not a readable CIF ({e})') from None
   blocks = [b for b in doc if b.find_loop('_atom_site_fract_x') or b.find_value('_atom_site_fract_x') is not None]
@@ -199,15 +209,22 @@ def _beta_tensor(site: gemmi.SmallStructure.Site, recip: np.ndarray, default_b: 
   return 2 * math.pi**2 * n[:, None] * u * n[None, :]
 
 
-def read_structure(path: str | os.PathLike, default_b: float = 0.0, symprec: float = 0.1,
-                   check_symmetry: bool = True) -> tuple[Structure, str | None]:
-  """Reads a CIF (or .cif.gz) into a P1 Structure.
+def read_structure(path: str | os.PathLike, default_b: float = 0.0, symprec: float = SYMPREC,
+                   check_symmetry: bool = True, text: str | bytes | None = None,
+                   find_p1_symmetry: bool = True) -> tuple[Structure, str | None]:
+  """Reads a CIF (or .cif.gz) into a Structure with every atom of its cell.
+
+  A CIF in P1 with only the identity operation (as the Materials Project, OQMD and AFLOW export structures) does not
+  give its symmetry: with `find_p1_symmetry` its space group is the one spglib finds at `symprec` and the structure
+  comes back in that group's conventional cell (standardise.standardise; `symmetry_found` is then True).
 
   Args:
-    path: CIF file.
+    path: CIF file (or the name of `text`).
     default_b: isotropic B (Å²) for sites that give no displacement parameter.
-    symprec: spglib distance tolerance (Å) for the symmetry check.
+    symprec: spglib distance tolerance (Å) for the symmetry check and the search of a P1 structure's group.
     check_symmetry: run spglib on the expanded atoms.
+    text: the CIF's contents, when it is not a file of its own (a member of an archive).
+    find_p1_symmetry: find the space group of a P1 CIF (False: keep it as P1).
 
   Returns:
     (structure, warning): warning says how the declared space group disagrees with the atoms, else None.
@@ -216,7 +233,7 @@ def read_structure(path: str | os.PathLike, default_b: float = 0.0, symprec: flo
     StructureError: the file is not a usable crystal structure; the message names the file.
   """
   path = str(path)
-  blocks = _cif_blocks(path)
+  blocks = _cif_blocks(path, text)
   block = blocks[0]
   notes = ()
   if len(blocks) > 1:
@@ -267,24 +284,57 @@ def read_structure(path: str | os.PathLike, default_b: float = 0.0, symprec: flo
       atomic_number=np.array(z, dtype=np.int32), occupancy=np.array(occ), beta=np.concatenate(beta),
       space_group=number, symmetry_ops=len(rots), notes=notes)
   validate(structure, path)
+  if find_p1_symmetry and structure.space_group == 1 and structure.symmetry_ops == 1:
+    return with_found_symmetry(structure, symprec, path), None
   warning = check_space_group(structure, symprec) if check_symmetry else None
   if warning:
     warning = f'{path}: {warning}'
   return structure, warning
 
 
-def check_space_group(structure: Structure, symprec: float = 0.1) -> str | None:
+def species(structure: Structure) -> np.ndarray:
+  """spglib's atom kinds [n]: one per (element, occupancy), so that a disordered site is not taken for an ordered
+  one of the same element."""
+  kinds: dict = {}
+  return np.array([kinds.setdefault((int(z), round(float(o), 3)), len(kinds))
+                   for z, o in zip(structure.atomic_number, structure.occupancy)])
+
+
+def with_found_symmetry(structure: Structure, symprec: float = SYMPREC, path: str = '') -> Structure:
+  """A structure given in P1, in the conventional cell of the space group spglib finds at `symprec` Å.
+
+  Each atom of the new cell keeps the element, occupancy and isotropic-equivalent displacement of the atom it is an
+  image of; an anisotropic tensor is not carried over (P1 exports have none; a note says so where one had).
+
+  Raises:
+    StructureError: spglib finds no symmetry in the atoms.
+  """
+  path = path or structure.name
+  validate(structure, path)
+  found = standardise.conventional(structure.cell, structure.fract, species(structure), symprec)
+  if found is None:
+    raise StructureError(f'{path}: spglib could not determine the symmetry of the atoms (given in P1)')
+  b_iso = standardise.isotropic_b(structure.cell, structure.beta)
+  notes = list(structure.notes)
+  if not np.allclose(structure.beta, standardise.beta_isotropic(b_iso, structure.cell), rtol=1e-6, atol=1e-12):
+    notes.append(f'{path}: anisotropic displacements replaced by their isotropic equivalents in the standardised '
+                 f'cell')
+  return Structure(
+      name=structure.name, cell=found.cell, fract=found.fract, atomic_number=structure.atomic_number[found.source],
+      occupancy=structure.occupancy[found.source], beta=standardise.beta_isotropic(b_iso[found.source], found.cell),
+      space_group=found.space_group, symmetry_ops=len(gemmi.find_spacegroup_by_number(found.space_group).operations()),
+      notes=tuple(notes), symmetry_found=True)
+
+
+def check_space_group(structure: Structure, symprec: float = SYMPREC) -> str | None:
   """Compares the declared space group with the one spglib finds in the atoms; None when they agree.
 
   Sites of one element with different occupancies count as different species, so a disordered structure whose
   ordering lowers the symmetry is flagged too.
   """
   validate(structure)
-  kinds = {}
-  types = np.array([kinds.setdefault((int(zz), round(float(o), 3)), len(kinds))
-                    for zz, o in zip(structure.atomic_number, structure.occupancy)])
-  lattice = np.array(gemmi.UnitCell(*structure.cell).orth.mat.tolist()).T  # rows are a, b, c
-  dataset = spglib.get_symmetry_dataset((lattice, structure.fract, types), symprec=symprec)
+  lattice = standardise.lattice_rows(structure.cell)
+  dataset = spglib.get_symmetry_dataset((lattice, structure.fract, species(structure)), symprec=symprec)
   if dataset is None:
     return 'spglib could not determine the symmetry of the atoms'
   if dataset.number != structure.space_group:

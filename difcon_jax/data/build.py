@@ -1,12 +1,15 @@
-r"""Corpus builder: a folder of CIFs -> a TFDS dataset of Bragg peak lists with labels.
+r"""Corpus builder: a folder or archive of CIFs -> a TFDS dataset of Bragg peak lists with labels.
 
-  python -m difcon_jax.data.build --cifs DIR --out DIR [--workers N] [--max_peaks 512] [--wavelength 1.5418]
+  python -m difcon_jax.data.build --cifs DIR_OR_ARCHIVE --out DIR [--workers N] [--max_peaks 512] [--symprec 0.1]
 
-Reads every .cif and .cif.gz below --cifs (sorted, so the same input gives the same dataset), computes each peak
-list in a process pool with a progress bar, splits by compound (hash of reduced formula and space group: 90/10),
+Reads every .cif and .cif.gz below --cifs, or inside an archive of them (data/sources.py: in a fixed order, so the
+same input gives the same dataset), computes each peak list in a process pool with a progress bar (rate, ETA), splits
+by compound (hash of reduced formula and space group: 90/10),
 and writes ``OUT/difcon_corpus/1.0.0``. A file that fails is skipped and listed with its reason in
 ``OUT/build_report.json`` (and on stderr); so is a file whose declared space group disagrees with its atoms, unless
---on_mismatch=keep. Each file is read in a worker process with a memory cap (--memory_gb): one that crashes gemmi or
+--on_mismatch=keep. A CIF written in P1 (as the Materials Project, OQMD and AFLOW export structures) gives no
+symmetry: its space group is the one spglib finds at --symprec and its cell the conventional cell of that group
+(crystallography/standardise.py); the report counts them (space_group_found). Each file is read in a worker process with a memory cap (--memory_gb): one that crashes gemmi or
 spglib, needs more memory or hangs is skipped too, and the rest go on. Flags and --out are checked before any work;
 the exit status is 2 for a refused command line, 1 when any file was skipped (the corpus is still written).
 
@@ -45,21 +48,29 @@ from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure as structure_lib
 from difcon_jax.data import corpus
+from difcon_jax.data import sources
 from difcon_jax.data import synthetic
 from difcon_jax.data import workers as workers_lib
 
 
 
 def make_record(path: str, root: str, spec: corpus.CorpusSpec, default_b: float = 0.0,
-                on_mismatch: str = 'skip', test_fraction: float = 0.1) -> dict:
-  """One corpus record, or {'error': reason} (never raises for a bad file)."""
-  source_id = os.path.relpath(path, root)
+                on_mismatch: str = 'skip', test_fraction: float = 0.1, text: bytes | None = None,
+                source_id: str | None = None, symprec: float = structure_lib.SYMPREC) -> dict:
+  """One corpus record, or {'error': reason} (never raises for a bad file).
+
+  `text` holds the CIF when it is a member of an archive (then `path` names it as ARCHIVE:MEMBER and `source_id` is
+  the member's name); otherwise the file at `path` is read and its source_id is its path relative to `root`.
+  """
+  source_id = source_id or os.path.relpath(path, root)
   try:
-    structure, warning = structure_lib.read_structure(path, default_b=default_b)
+    structure, warning = structure_lib.read_structure(path, default_b=default_b, text=text, symprec=symprec)
     if warning and on_mismatch == 'skip':
       return {'source_id': source_id, 'error': warning}
-    return record_from_structure(structure, source_id, spec, test_fraction,
-                                 [*structure.notes, *([warning] if warning else [])])
+    rec = record_from_structure(structure, source_id, spec, test_fraction,
+                                [*structure.notes, *([warning] if warning else [])])
+    rec['symmetry_found'] = structure.symmetry_found
+    return rec
   except (structure_lib.StructureError, ValueError, RuntimeError, MemoryError, FloatingPointError) as e:
     return _error_row(path, source_id, str(e) or type(e).__name__)
 
@@ -101,42 +112,37 @@ def record_from_structure(structure: structure_lib.Structure, source_id: str, sp
   return rec
 
 
-def _work(args):
-  return make_record(*args)
-
-
 def _crashed(job: tuple, reason: str) -> dict:
   """The row of a file whose worker died (a native crash, the memory cap) or overran its time."""
-  path, root = job[0], job[1]
-  return _error_row(path, os.path.relpath(path, root), reason)
+  item = job[0]
+  return _error_row(item.path, item.source_id, reason)
 
 
 SECONDS_PER_FILE = 600  # a worker still busy with one CIF after this is stopped and the file skipped
 REPORT = 'build_report.json'
 
 
-def input_digest(settings: dict, paths: list[str] = (), root: str | None = None) -> str:
+def input_digest(settings: dict, source: str | None = None) -> str:
   """sha256 (hex) of what a corpus is built from: `settings` (JSON-serialisable: the flags that shape records
-  and splits) with the corpus format and package version, and each file's path relative to root and its bytes."""
+  and splits) with the corpus format and package version, and the CIFs of `source` (a folder: each file's path
+  relative to it and its bytes; an archive: its bytes)."""
   h = hashlib.sha256(json.dumps({**settings, 'corpus_version': corpus.VERSION,
                                  'package_version': difcon_jax.__version__}, sort_keys=True).encode())
-  for path in paths:
-    h.update(os.path.relpath(path, root).encode() + b'\0')
-    with open(path, 'rb') as f:
-      h.update(hashlib.sha256(f.read()).digest())
+  if source is not None:
+    sources.digest(source, h)
   return h.hexdigest()
 
 
-def _cif_settings(spec: corpus.CorpusSpec, default_b: float, on_mismatch: str, test_fraction: float) -> dict:
+def _cif_settings(spec: corpus.CorpusSpec, default_b: float, on_mismatch: str, test_fraction: float,
+                  symprec: float) -> dict:
   return {'spec': [spec.wavelength, spec.two_theta_max, spec.max_peaks], 'default_b': default_b,
-          'on_mismatch': on_mismatch, 'test_fraction': test_fraction}
+          'on_mismatch': on_mismatch, 'test_fraction': test_fraction, 'symprec': symprec}
 
 
 def cif_digest(cif_root: str, spec: corpus.CorpusSpec = corpus.CorpusSpec(), default_b: float = 0.0,
-               on_mismatch: str = 'skip', test_fraction: float = 0.1) -> str:
-  """input_digest of a build from a CIF folder with these settings (what `build` records)."""
-  return input_digest(_cif_settings(spec, default_b, on_mismatch, test_fraction), corpus.find_cifs(cif_root),
-                      cif_root)
+               on_mismatch: str = 'skip', test_fraction: float = 0.1, symprec: float = structure_lib.SYMPREC) -> str:
+  """input_digest of a build from a CIF folder or archive with these settings (what `build` records)."""
+  return input_digest(_cif_settings(spec, default_b, on_mismatch, test_fraction, symprec), cif_root)
 
 
 def synthetic_digest(count: int, seed: int, prior: str, max_atoms: int, spec: corpus.CorpusSpec,
@@ -180,32 +186,51 @@ def check_output(out: str) -> None:
 
 def build(cif_root: str, out: str, spec: corpus.CorpusSpec = corpus.CorpusSpec(), workers: int | None = None,
           default_b: float = 0.0, on_mismatch: str = 'skip', test_fraction: float = 0.1,
-          progress: bool = True, memory_limit: int | None = workers_lib.DEFAULT_MEMORY_LIMIT) -> dict:
-  """Builds the corpus; returns the report (also written to OUT/build_report.json).
+          progress: bool = True, memory_limit: int | None = workers_lib.DEFAULT_MEMORY_LIMIT,
+          symprec: float = structure_lib.SYMPREC) -> dict:
+  """Builds the corpus from a folder or an archive of CIFs (data/sources.py); returns the report (also written to
+  OUT/build_report.json).
 
   Each CIF is read in a worker process (workers_lib.imap) with `memory_limit` bytes: a file that crashes gemmi or
-  spglib, needs more memory or hangs is skipped with its reason, and the others go on.
+  spglib, needs more memory or hangs is skipped with its reason, and the others go on. A CIF in P1 gets the space
+  group spglib finds at `symprec` Å and its conventional cell (the report counts them: `space_group_found`).
+
+  Raises:
+    FileNotFoundError: the source holds no CIF.
+    sources.SourceError: the source is neither a folder nor a readable archive, or an archive is damaged (nothing
+      is written then).
   """
   check_output(out)
-  paths = corpus.find_cifs(cif_root)
-  if not paths:
+  problem = sources.check(cif_root)
+  if problem:
+    raise sources.SourceError(f'{cif_root}: {problem}')
+  total = sources.count(cif_root)
+  if not total:
     raise FileNotFoundError(f'{cif_root}: no .cif or .cif.gz files')
   lock = lock_output(out)  # held until the corpus is written (released when this function returns)
-  workers = workers or os.cpu_count() or 1
-  jobs = [(p, cif_root, spec, default_b, on_mismatch, test_fraction) for p in paths]
-  start = time.time()
-  bar = tqdm.tqdm(total=len(jobs), desc='structures', unit='cif', file=sys.stderr, disable=not progress)
-  results = []
-  for rec in workers_lib.imap(_work, jobs, min(workers, len(jobs)), on_failure=_crashed,
-                              memory_limit=memory_limit, timeout=SECONDS_PER_FILE):
-    results.append(rec)
-    bar.update()
-  bar.close()
-  digest = input_digest(_cif_settings(spec, default_b, on_mismatch, test_fraction), paths, cif_root)
-  report = write_corpus(results, out, spec, {'cif_root': os.path.abspath(cif_root), 'files': len(paths),
+  try:
+    workers = workers or os.cpu_count() or 1
+    jobs = ((item, spec, default_b, on_mismatch, test_fraction, symprec) for item in sources.items(cif_root))
+    start = time.time()
+    bar = tqdm.tqdm(total=total, desc='structures', unit='cif', file=sys.stderr, disable=not progress,
+                    smoothing=0.05)
+    results = []
+    for rec in workers_lib.imap(_work_item, jobs, min(workers, total), on_failure=_crashed,
+                                memory_limit=memory_limit, timeout=SECONDS_PER_FILE):
+      results.append(rec)
+      bar.update()
+    bar.close()
+    digest = input_digest(_cif_settings(spec, default_b, on_mismatch, test_fraction, symprec), cif_root)
+    return write_corpus(results, out, spec, {'cif_root': os.path.abspath(cif_root), 'files': total,
                                              'input_digest': digest}, time.time() - start)
-  lock.release()
-  return report
+  finally:
+    lock.release()
+
+
+def _work_item(job: tuple) -> dict:
+  item, *settings = job
+  spec, default_b, on_mismatch, test_fraction, symprec = settings
+  return make_record(item.path, '', spec, default_b, on_mismatch, test_fraction, item.text, item.source_id, symprec)
 
 
 def write_corpus(results: list[dict], out: str, spec: corpus.CorpusSpec, source: dict, elapsed: float,
@@ -216,10 +241,12 @@ def write_corpus(results: list[dict], out: str, spec: corpus.CorpusSpec, source:
   """
   records = {s: [] for s in corpus.SPLITS}
   skipped, notes = list(extra_skipped), []
+  found = 0
   for rec in results:
     if 'error' in rec:
       skipped.append({'source_id': rec['source_id'], 'reason': rec['error']})
       continue
+    found += bool(rec.pop('symmetry_found', False))
     for note in rec.pop('notes', []):
       notes.append({'source_id': rec['source_id'], 'note': note})
     records[rec.pop('split')].append(rec)
@@ -233,7 +260,8 @@ def write_corpus(results: list[dict], out: str, spec: corpus.CorpusSpec, source:
     corpus.write(records, spec, staging)
     report = {
         **source, 'dataset': os.path.join(os.path.abspath(out), corpus.NAME, corpus.VERSION),
-        'written': {s: len(v) for s, v in records.items()}, 'skipped': skipped, 'notes': notes,
+        'written': {s: len(v) for s, v in records.items()}, 'space_group_found': found,
+        'skipped': skipped, 'notes': notes,
         'seconds': round(elapsed, 2), 'structures_per_second': round(len(results) / max(elapsed, 1e-9), 1),
         'spec': {'wavelength': spec.wavelength, 'two_theta_max': spec.two_theta_max, 'max_peaks': spec.max_peaks},
     }
@@ -338,7 +366,10 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   """Command-line flags; defined only when run as a program, so that importing this module defines none."""
-  flags.DEFINE_string('cifs', None, 'Folder of CIFs (searched recursively for .cif and .cif.gz).')
+  flags.DEFINE_string('cifs', None, 'Folder of CIFs (searched recursively for .cif and .cif.gz), or an archive of '
+                      'them (.tar, .tar.gz, .tgz, .tar.xz, .tar.bz2, .zip), read without unpacking.')
+  flags.DEFINE_float('symprec', structure_lib.SYMPREC, 'spglib tolerance, Å: the space group of a CIF given in P1 is '
+                     'the one found at it (and a declared group is checked at it).')
   flags.DEFINE_integer('synthetic', None, 'Instead of --cifs: this many synthetic structures '
                        '(difcon_jax.data.synthetic), straight into the corpus.', lower_bound=1)
   flags.DEFINE_string('prior', 'realistic', 'With --synthetic: space-group prior, realistic, uniform or mixed:W.')
@@ -363,7 +394,9 @@ def check_flags() -> bool:
   """Prints one line per bad flag (what is allowed); True when all are fine. Nothing is read or written before."""
   checks = cli.Checks()
   if FLAGS.cifs is not None:
-    checks.require(os.path.isdir(FLAGS.cifs), 'cifs', FLAGS.cifs, 'a folder that exists')
+    problem = sources.check(FLAGS.cifs)
+    checks.require(problem is None, 'cifs', FLAGS.cifs, f'a folder or an archive of CIFs ({problem})')
+  checks.number('symprec', FLAGS.symprec, 0, 1, lo_open=True)
   checks.output_dir('out', FLAGS.out)
   checks.number('workers', FLAGS.workers, 1, integer=True, allow_none=True)
   checks.number('max_peaks', FLAGS.max_peaks, 1, integer=True)
@@ -393,7 +426,7 @@ def main(argv):
     if FLAGS.synthetic:
       digest = synthetic_digest(FLAGS.synthetic, FLAGS.seed, FLAGS.prior, FLAGS.max_atoms, spec, FLAGS.test_fraction)
     else:
-      digest = cif_digest(FLAGS.cifs, spec, FLAGS.default_b, FLAGS.on_mismatch, FLAGS.test_fraction)
+      digest = cif_digest(FLAGS.cifs, spec, FLAGS.default_b, FLAGS.on_mismatch, FLAGS.test_fraction, FLAGS.symprec)
     report = previous_build(FLAGS.out, digest)
     if report is not None:
       print(f"{FLAGS.out}: reusing the corpus built from the same {report['files']} {what} and settings (train "
@@ -406,8 +439,8 @@ def main(argv):
                                FLAGS.test_fraction, FLAGS.max_atoms)
     else:
       report = build(FLAGS.cifs, FLAGS.out, spec, FLAGS.workers, FLAGS.default_b, FLAGS.on_mismatch,
-                     FLAGS.test_fraction, memory_limit=int(FLAGS.memory_gb * 2**30))
-  except (FileNotFoundError, ValueError, folder_lock.LockedError) as e:
+                     FLAGS.test_fraction, memory_limit=int(FLAGS.memory_gb * 2**30), symprec=FLAGS.symprec)
+  except (FileNotFoundError, ValueError, folder_lock.LockedError) as e:  # sources.SourceError is a ValueError
     print(f'error: {e}', file=sys.stderr)
     return 2
   except synthetic.WorkersLost as e:  # every worker process died: nothing was written
@@ -416,7 +449,8 @@ def main(argv):
   for item in report['skipped']:
     print(f"skipped {item['reason']}", file=sys.stderr)
   print(f"{report['files']} {what} -> train {report['written']['train']}, test {report['written']['test']}, "
-        f"skipped {len(report['skipped'])} ({report['structures_per_second']} structures/s); "
+        f"skipped {len(report['skipped'])}, space group found by spglib for {report.get('space_group_found', 0)} "
+        f"given in P1 ({report['structures_per_second']} structures/s); "
         f"dataset {report['dataset']}; report {os.path.join(FLAGS.out, REPORT)}")
   return 1 if report['skipped'] else 0
 
