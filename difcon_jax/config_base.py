@@ -10,15 +10,16 @@ from difcon_jax.augment import params as augment_params
 
 
 def evaluator(kind: str, distribution: str | None = None, data: str | None = None, labels: str | None = None,
-              every: int | None = None) -> ml_collections.ConfigDict:
-  """One evaluation set of config.evals (difcon_jax/evaluators.py): kind 'simulated' (the corpus test split
-  rendered with an augmentation `distribution`) or 'measured' (labelled patterns in `data`, `labels` for a
-  folder; off while data is None); run every `every` steps (None: config.eval_every) and at the last step. Every
-  field exists in every entry, so each can be set from the command line (--config.evals.NAME.FIELD=...)."""
+              every: int | None = None, corpus: str | None = None) -> ml_collections.ConfigDict:
+  """One evaluation set of config.evals (difcon_jax/evaluators.py): kind 'simulated' (the test split of `corpus`,
+  None for config.corpus, rendered with an augmentation `distribution`) or 'measured' (labelled patterns in `data`,
+  `labels` for a folder; off while data is None); run every `every` steps (None: config.eval_every) and at the last
+  step. Every field exists in every entry, so each can be set from the command line
+  (--config.evals.NAME.FIELD=...)."""
   placeholder = ml_collections.config_dict.placeholder
   e = ml_collections.ConfigDict(dict(kind=kind, distribution=placeholder(str), data=placeholder(str),
-                                     labels=placeholder(str), every=placeholder(int)))
-  e.distribution, e.data, e.labels, e.every = distribution, data, labels, every
+                                     labels=placeholder(str), every=placeholder(int), corpus=placeholder(str)))
+  e.distribution, e.data, e.labels, e.every, e.corpus = distribution, data, labels, every, corpus
   return e
 
 
@@ -99,7 +100,10 @@ def paper_config() -> ml_collections.ConfigDict:
   # above CNNaug by 7.7 points over three seeds (the CPU ablation). On Table 1's distribution, which this config
   # trains on: with the `lab` distribution it did not help (difcon-cpu-v2's candidates keep 0.005). Untested at
   # this network's size until an accelerator run.
+  # crystal_system_balance: the crystal-system loss's classes weighted by share^-power over the training split
+  # (losses.class_weights; 0: unweighted, 1: balanced), for the rare systems (triclinic, hexagonal) a model on a
+  # skewed corpus never answers.
   c.loss = ml_collections.ConfigDict(dict(
-      crystal_system=1.0, extinction_group=1.0, space_group=1.0,
+      crystal_system=1.0, extinction_group=1.0, space_group=1.0, crystal_system_balance=0.0,
       ssl='barlow_twins', ssl_weight=1.0, barlow_lambda=5e-3, temperature=0.1))
   return c

@@ -1,7 +1,8 @@
 """Evaluators built from `config.evals`: the trainer's periodic evaluation, `evaluate` and the sweep use them.
 
 Each entry of config.evals (config_base.evaluator) names one evaluation set:
-- kind 'simulated': the corpus test split rendered with an augmentation `distribution` (augment/params.py), the
+- kind 'simulated': a corpus's test split (the entry's `corpus`, else config.corpus) rendered with an augmentation
+  `distribution` (augment/params.py), the
   same fixed draws at every evaluation (eval_sets.SimulatedSet, seed config.eval_seed), at most
   config.eval_examples patterns;
 - kind 'measured': labelled measured patterns (`data`: an .npz like rruff_dev.npz, or a folder with labels.csv;
@@ -69,6 +70,15 @@ def specs(config) -> dict:
   return dict(config_base.default_evals().items())
 
 
+def corpora(config) -> dict[str, str]:
+  """{corpus: what reads it} of a config: config.corpus (training) and the corpus of each simulated set."""
+  out = {config.corpus: 'corpus'}
+  for name, spec in enabled(config).items():
+    if spec['kind'] == 'simulated' and spec.get('corpus'):
+      out.setdefault(spec['corpus'], f'evals.{name}.corpus')
+  return out
+
+
 def simulated_distribution(config, name: str) -> str:
   """The augmentation distribution of simulated set `name` of a config (e.g. 'invariance' -> 'invariance_test')."""
   spec = specs(config).get(name)
@@ -92,13 +102,14 @@ def from_config(config, mesh=None, cache: bool = True, batch_size: int | None = 
                 corpus: str | None = None) -> dict[str, Evaluator]:
   """{name: Evaluator} of config.evals that are enabled. mesh: devices that share an evaluation batch; cache:
   simulated sets keep their rendered batches on the devices after the first pass (a trainer's periodic
-  evaluation renders them once); batch_size, corpus: instead of config.eval_batch_size, config.corpus."""
+  evaluation renders them once); batch_size, corpus: instead of config.eval_batch_size and the corpora of the
+  simulated sets (an entry's own `corpus`, else config.corpus)."""
   batch_size = batch_size or config.eval_batch_size
   out = {}
   for name, spec in enabled(config).items():
     every = spec.get('every') or config.eval_every
     if spec['kind'] == 'simulated':
-      data = eval_sets.SimulatedSet(corpus or config.corpus, spec['distribution'], config.num_bins,
+      data = eval_sets.SimulatedSet(corpus or spec.get('corpus') or config.corpus, spec['distribution'], config.num_bins,
                                     config.two_theta_max, batch_size, config.eval_seed, config.eval_examples,
                                     mesh, cache=cache)
       out[name] = Evaluator(name, 'simulated', every, lambda data=data: data)

@@ -4,20 +4,37 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from difcon_jax.models import heads
 
 
-def cross_entropy(log_probs: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean negative log-likelihood of integer labels under [batch, classes] log-probabilities."""
-  return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], -1)[:, 0])
+def cross_entropy(log_probs: jax.Array, labels: jax.Array, class_weights: jax.Array | None = None) -> jax.Array:
+  """Mean negative log-likelihood of integer labels under [batch, classes] log-probabilities, each example weighted
+  by its class's weight when `class_weights` [classes] is given."""
+  nll = -jnp.take_along_axis(log_probs, labels[:, None], -1)[:, 0]
+  if class_weights is not None:
+    nll = nll * jnp.asarray(class_weights, log_probs.dtype)[labels]
+  return jnp.mean(nll)
 
 
-def classification_losses(logits: dict, labels: dict) -> dict:
-  """CE of crystal system, extinction group, and space group within the true crystal system's head."""
+def class_weights(counts: np.ndarray, power: float) -> np.ndarray:
+  """Per-class loss weights [classes] proportional to share^-power (0: all 1; 1: every class weighs as much in
+  total; 0.5 between), scaled so that the mean weight over the training examples is 1 (the loss keeps its scale).
+  A class without examples gets 0."""
+  counts = np.asarray(counts, np.float64)
+  share = counts / counts.sum()
+  w = np.where(counts > 0, np.power(np.where(counts > 0, share, 1.0), -power), 0.0)
+  return (w / (share * w).sum()).astype(np.float32)
+
+
+def classification_losses(logits: dict, labels: dict, crystal_system_weights: jax.Array | None = None) -> dict:
+  """CE of crystal system (class-weighted by `crystal_system_weights` [7] when given), extinction group, and
+  space group within the true crystal system's head."""
   sg_lp = heads.space_group_conditional_log_probs(logits, labels['crystal_system'])
   return {
-      'crystal_system': cross_entropy(jax.nn.log_softmax(logits['crystal_system']), labels['crystal_system']),
+      'crystal_system': cross_entropy(jax.nn.log_softmax(logits['crystal_system']), labels['crystal_system'],
+                                      crystal_system_weights),
       'extinction_group': cross_entropy(jax.nn.log_softmax(logits['extinction_group']),
                                         labels['extinction_group']),
       'space_group': cross_entropy(sg_lp, labels['space_group']),

@@ -39,6 +39,7 @@ from difcon_jax import train_checks
 from difcon_jax import workdir as workdir_lib
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
+from difcon_jax.crystallography import spacegroups
 from difcon_jax.data import corpus as corpus_lib
 from difcon_jax.data import input_pipeline
 from difcon_jax.models import heads
@@ -139,6 +140,19 @@ def augment_views(config, batch, rng, aug_cfg, mesh=None):
   return jnp.stack([augment_kernel.augment_batch(k, tt, y, aug_cfg, mesh, hkl, cell) for k in keys])
 
 
+def crystal_system_weights(config, train_data: input_pipeline.PeakBatches) -> np.ndarray | None:
+  """The crystal-system loss's class weights [7] (losses.class_weights of the training split's counts at power
+  config.loss.crystal_system_balance), or None when the power is 0."""
+  power = config.loss.get('crystal_system_balance', 0.0)
+  if not power:
+    return None
+  counts = np.bincount(train_data.labels('crystal_system'), minlength=len(spacegroups.CRYSTAL_SYSTEMS))
+  weights = losses.class_weights(counts, power)
+  logging.info('crystal-system loss weights (power %g): %s', power,
+               ', '.join(f'{n} {w:.2f}' for n, w in zip(spacegroups.CRYSTAL_SYSTEMS, weights)))
+  return weights
+
+
 def step_fields(config, aug_cfg) -> tuple[str, ...]:
   """The batch fields the step reads: peaks and labels; the index for CNNstatic's fixed draws; hkl and cell where
   the augmentation orients crystallites (input_pipeline.PeakBatches delivers them where the corpus has them)."""
@@ -150,7 +164,7 @@ def step_fields(config, aug_cfg) -> tuple[str, ...]:
   return tuple(fields)
 
 
-def local_gradients(params, batch_stats, views, labels, *, model, config):
+def local_gradients(params, batch_stats, views, labels, *, model, config, crystal_system_weights=None):
   """One device's share of the step, under shard_map over DATA_AXIS: (gradient of the global loss, new BatchNorm
   statistics, metrics), each the same on every device.
 
@@ -161,7 +175,8 @@ def local_gradients(params, batch_stats, views, labels, *, model, config):
   global loss: one psum of the flattened gradient, the step's only large collective (the transpose of the
   all-gather returns each device its projections' share of the contrastive gradient). BatchNorm statistics are
   each device's own (or averaged by the network when config.model.cross_device_norm); their running averages and
-  the metrics are averaged over the devices in one small pmean.
+  the metrics are averaged over the devices in one small pmean. crystal_system_weights [7]: the crystal-system
+  loss's class weights (config.loss.crystal_system_balance; None: unweighted).
   """
   devices = jax.lax.axis_size(DATA_AXIS)
   w = config.loss
@@ -174,8 +189,8 @@ def local_gradients(params, batch_stats, views, labels, *, model, config):
                                        mutable=['batch_stats'])
       stats = new['batch_stats']
       outs.append((logits, aux))
-    parts = {name: sum(losses.classification_losses(lg, labels)[name] for lg, _ in outs) / len(outs)
-             for name in heads.HEADS}
+    per_view = [losses.classification_losses(lg, labels, crystal_system_weights) for lg, _ in outs]
+    parts = {name: sum(v[name] for v in per_view) / len(outs) for name in heads.HEADS}
     if w.ssl_weight > 0:
       z1, z2 = (jax.lax.all_gather(outs[i][1]['projection'], DATA_AXIS, tiled=True) for i in (0, 1))
       parts['ssl'] = (losses.barlow_twins(z1, z2, w.barlow_lambda) if w.ssl == 'barlow_twins'
@@ -195,15 +210,17 @@ def local_gradients(params, batch_stats, views, labels, *, model, config):
   return grads, stats, step_metrics
 
 
-def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg, mesh=None):
+def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg, mesh=None,
+               crystal_system_weights=None):
   """(state, batch) -> (state, metrics). batch: {field: [global batch, ...]} split over mesh's DATA_AXIS (None:
-  the first device alone)."""
+  the first device alone); crystal_system_weights as in local_gradients."""
   if mesh is None:
     mesh = Mesh(np.array(jax.devices()[:1]), (DATA_AXIS,))
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   views = augment_views(config, batch, rng, aug_cfg, mesh)  # [views, batch, bins]
   labels = {k: batch[k] for k in heads.HEADS}
-  gradients = jax.shard_map(functools.partial(local_gradients, model=model, config=config), mesh=mesh,
+  gradients = jax.shard_map(functools.partial(local_gradients, model=model, config=config,
+                                              crystal_system_weights=crystal_system_weights), mesh=mesh,
                             in_specs=(P(), P(), P(None, DATA_AXIS), P(DATA_AXIS)), out_specs=(P(), P(), P()))
   grads, batch_stats, step_metrics = gradients(state.params, state.batch_stats, views, labels)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -220,33 +237,42 @@ def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg, me
 # ---------------------------------------------------------------------------------------------------- loop
 
 def check_corpus(config) -> None:
-  """Raises train_checks.ConfigError (one line each) when the corpus is missing, damaged (a record file cut short),
-  lacks a split the run reads (train; test, which the evaluation renders), or was built for another grid than the
+  """Raises train_checks.ConfigError (one line each) when a corpus the run reads (config.corpus, and the corpus of
+  each simulated evaluation set that names its own) is missing, damaged (a record file cut short), lacks a split
+  the run reads (train for training; test, which the evaluation renders), or was built for another grid than the
   config's (wavelength, 2θ range): training on it would learn the wrong peak positions."""
-  try:
-    info = corpus_lib.metadata(config.corpus)
-    counts = corpus_lib.splits(config.corpus)
-  except FileNotFoundError:
-    raise train_checks.ConfigError(
-        f'config.corpus={config.corpus}: no corpus there; build one with python -m difcon_jax.data.build '
-        f'--cifs=DIR --out={config.corpus} (or --synthetic=N, see BUILD.md)') from None
-  except corpus_lib.CorpusError as e:
-    raise train_checks.ConfigError(f'config.corpus={config.corpus}: {e}') from None
   errors = []
-  for split, use in (('train', 'training'), ('test', 'the evaluation')):
+  for path, field in evaluators.corpora(config).items():
+    errors += _corpus_problems(config, path, field, ('train', 'test') if field == 'corpus' else ('test',))
+  if errors:
+    raise train_checks.ConfigError('\n'.join(errors))
+
+
+def _corpus_problems(config, path: str, field: str, needed: tuple[str, ...]) -> list[str]:
+  where = f'config.{field}={path}'
+  try:
+    info = corpus_lib.metadata(path)
+    counts = corpus_lib.splits(path)
+  except FileNotFoundError:
+    return [f'{where}: no corpus there; build one with python -m difcon_jax.data.build --cifs=DIR --out={path} '
+            f'(or --synthetic=N, see BUILD.md)']
+  except corpus_lib.CorpusError as e:
+    return [f'{where}: {e}']
+  errors = []
+  uses = {'train': 'training', 'test': 'the evaluation'}
+  for split in needed:
     if not counts.get(split):
-      errors.append(f'config.corpus={config.corpus}: no {split!r} split (the corpus has '
-                    f'{", ".join(f"{k} {v}" for k, v in counts.items()) or "no records"}), which {use} needs; build '
-                    'it from more structures (or another --test_fraction)')
+      errors.append(f'{where}: no {split!r} split (the corpus has '
+                    f'{", ".join(f"{k} {v}" for k, v in counts.items()) or "no records"}), which {uses[split]} '
+                    'needs; build it from more structures (or another --test_fraction)')
   if info.get('wavelength') is not None and abs(float(info['wavelength']) - config.wavelength) > 1e-6:
-    errors.append(f'config.wavelength={config.wavelength}: the corpus {config.corpus} holds peak lists at '
+    errors.append(f'config.wavelength={config.wavelength}: the corpus {path} holds peak lists at '
                   f'{info["wavelength"]} Å; build the corpus at the training wavelength (data.build --wavelength) '
                   f'or set --config.wavelength={info["wavelength"]}')
   if info.get('two_theta_max') is not None and config.two_theta_max > float(info['two_theta_max']) + 1e-9:
-    errors.append(f'config.two_theta_max={config.two_theta_max}: the corpus {config.corpus} has peaks up to '
+    errors.append(f'config.two_theta_max={config.two_theta_max}: the corpus {path} has peaks up to '
                   f'{info["two_theta_max"]}° only (the grid beyond would always be empty)')
-  if errors:
-    raise train_checks.ConfigError('\n'.join(errors))
+  return errors
 
 
 def restore_or_init(config, model, tx, workdir: str, replicated) -> tuple[TrainState, Any, Any]:
@@ -456,7 +482,8 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   spent = lambda: {'train/cpu_s': cpu_before + time.process_time() - cpu_start,
                    'train/wall_s': wall_before + time.time() - wall_start}
 
-  step = functools.partial(train_step, model=model, tx=tx, config=config, aug_cfg=aug_cfg, mesh=mesh)
+  step = functools.partial(train_step, model=model, tx=tx, config=config, aug_cfg=aug_cfg, mesh=mesh,
+                           crystal_system_weights=crystal_system_weights(config, train_data))
   step_fn = jax.jit(step, in_shardings=(replicated, sharded), out_shardings=(replicated, replicated), donate_argnums=0)
   # Evaluation outputs come back replicated: with several hosts, each can then read all of them.
   apply_fn = jax.jit(lambda variables, x: model.apply(variables, x, train=False), out_shardings=replicated)

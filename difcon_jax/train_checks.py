@@ -69,6 +69,8 @@ def config_errors(config) -> list[str]:
   if grid_lib.model_grid(config) == 'log_d' and isinstance(config.get('two_theta_max'), (int, float)):
     number('log_d_from', 0.5, config.two_theta_max, hi_open=True)
   number('ema_decay', 0, 1, hi_open=True)
+  if _get(config, 'loss.crystal_system_balance') is not None:  # absent from configs written before it existed
+    number('loss.crystal_system_balance', 0, 2)
   number('optimizer.learning_rate', 0, 1e3)
   need(isinstance(config.get('corpus'), str) and config.corpus != '', 'corpus', 'a corpus folder')
   evals = config.get('evals')
@@ -198,7 +200,10 @@ def resume_changes(recorded: dict, config) -> tuple[list[tuple[str, Any, Any]], 
                                                                                recorded.get('augment'))))
   except Exception:  # pylint: disable=broad-except  (an unknown distribution: compared as recorded)
     pass
-  changes = _differences(recorded, recorded_config(config))
+  now = recorded_config(config)
+  changes = _differences(recorded, now)
+  if isinstance(recorded.get('augment'), dict):  # a quantity the recorded run did not render is a change too
+    changes += [(f'augment.{k}', None, v) for k, v in sorted(now['augment'].items()) if k not in recorded['augment']]
   same_folder = lambda a, b: isinstance(a, str) and isinstance(b, str) and cli.path(a) == cli.path(b)
   changes = [c for c in changes if not (c[0] == 'corpus' and same_folder(c[1], c[2]))]
   resumable = lambda change: change[0].split('.')[0] in RESUMABLE_CHANGES

@@ -399,13 +399,17 @@ def test_augment_fn_takes_hkl_and_cell_or_not():
   hkl = np.zeros((4, 8, 3), np.int16)
   hkl[:, :3] = [[0, 0, 1], [1, 1, 0], [2, 1, 1]]
   cell = _random_cells(rng, 4)
-  f = kernel.make_augment_fn(CFG)
+  unstrained = params.config('lab', overrides=dict(lattice_strain=(0.0, 0.0), lattice_strain_free=(0.0, 0.0)))
+  f = kernel.make_augment_fn(unstrained)
   without = np.asarray(f(jax.random.key(1), tt, y))
   with_hkl = np.asarray(f(jax.random.key(1), tt, y, hkl, cell))
-  draws = jax.jit(lambda k: kernel.sample_draws(k, CFG, 4, 8))(jax.random.key(1))
+  draws = jax.jit(lambda k: kernel.sample_draws(k, unstrained, 4, 8))(jax.random.key(1))
   oriented = np.asarray(draws['march_dollase_r']) != 1
   assert np.all(np.isfinite(with_hkl)) and np.all(np.isfinite(without))
-  # Patterns whose draw has no preferred orientation are the same with or without hkl; the others differ.
+  # Without lattice strain, patterns whose draw has no preferred orientation are the same with or without hkl;
+  # the others differ. With strain (lab's default) every pattern's peaks move.
+  strained = np.asarray(kernel.make_augment_fn(CFG)(jax.random.key(1), tt, y, hkl, cell))
+  assert all(np.abs(strained[i] - without[i]).max() > 1e-3 for i in range(4))
   np.testing.assert_allclose(with_hkl[~oriented], without[~oriented], atol=1e-6)
   assert all(np.abs(with_hkl[i] - without[i]).max() > 1e-3 for i in np.flatnonzero(oriented))
 

@@ -120,3 +120,28 @@ def test_the_same_command_again_reuses_the_corpus(cif_dir, tmp_path):
   assert build.cif_digest(str(cifs)) != digest
   assert build.synthetic_digest(10, 0, 'realistic', 40, corpus.CorpusSpec(), 0.1) != \
       build.synthetic_digest(10, 1, 'realistic', 40, corpus.CorpusSpec(), 0.1)
+
+
+def test_merge_keeps_every_record_and_its_split(tmp_path):
+  names = sorted(p.name for p in STRUCTURES.glob('*.cif'))
+  for folder, part in (('a', names[:6]), ('b', names[6:])):
+    (tmp_path / 'cifs' / folder).mkdir(parents=True)
+    for n in part:
+      shutil.copy(STRUCTURES / n, tmp_path / 'cifs' / folder / n)
+    build.build(str(tmp_path / 'cifs' / folder), str(tmp_path / folder), workers=1, progress=False,
+                test_fraction=0.5)
+  report = build.merge([str(tmp_path / 'a'), str(tmp_path / 'b')], str(tmp_path / 'ab'), progress=False)
+  merged = corpus.data_sources(str(tmp_path / 'ab'))
+  got = {(split, src[i]['source_id'].decode()) for split, src in merged.items() for i in range(len(src))}
+  want = set()
+  for folder in ('a', 'b'):
+    for split, src in corpus.data_sources(str(tmp_path / folder)).items():
+      want |= {(split, f"{folder}/{src[i]['source_id'].decode()}") for i in range(len(src))}
+  assert got == want and len(got) == len(names) and report['merged'] == {str(tmp_path / 'a'): 6,
+                                                                         str(tmp_path / 'b'): len(names) - 6}
+  # Corpora built with other settings are refused before anything is written.
+  build.build(str(tmp_path / 'cifs' / 'a'), str(tmp_path / 'short'), spec=corpus.CorpusSpec(max_peaks=64),
+              workers=1, progress=False)
+  with pytest.raises(ValueError, match='different settings'):
+    build.merge([str(tmp_path / 'a'), str(tmp_path / 'short')], str(tmp_path / 'bad'), progress=False)
+  assert not os.path.exists(tmp_path / 'bad' / 'build_report.json')

@@ -67,3 +67,18 @@ def test_a_config_without_evals_gets_the_paper_sets():
   old = ml_collections.ConfigDict({'eval_every': 10})
   assert evaluators.simulated_distribution(old, 'invariance') == 'invariance_test'
   assert list(evaluators.enabled(old)) == ['equivariance', 'invariance', 'invariance_nuisance']
+
+
+def test_a_simulated_set_may_render_another_corpus(tiny_corpus, tmp_path):
+  """evals.NAME.corpus: the held-out structures of another corpus (real structures for a run on synthetic ones);
+  a missing one is refused before anything is written, named by its field."""
+  import pytest  # pylint: disable=g-import-not-at-top
+  c = train_helpers.tiny_config(tiny_corpus)
+  c.evals.other = config_base.evaluator('simulated', 'ideal', corpus=str(tmp_path / 'nowhere'))
+  assert evaluators.corpora(c) == {c.corpus: 'corpus', str(tmp_path / 'nowhere'): 'evals.other.corpus'}
+  with pytest.raises(train_checks.ConfigError, match=r'config\.evals\.other\.corpus=.*nowhere: no corpus there'):
+    train.check_corpus(c)
+  c.evals.other.corpus = tiny_corpus
+  train.check_corpus(c)
+  sets = evaluators.from_config(c, cache=False, batch_size=4)
+  assert sets['other'].batches().data._path == tiny_corpus and len(sets['other'].batches()) > 0

@@ -64,3 +64,25 @@ def test_cross_entropy():
   lp = jax.nn.log_softmax(jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]]))
   np.testing.assert_allclose(float(losses.cross_entropy(lp, jnp.array([0, 2]))),
                              -(float(lp[0, 0]) + float(lp[1, 2])) / 2, rtol=1e-6)
+
+
+def test_class_weights_by_hand():
+  counts = np.array([10, 30, 60, 0, 0, 0, 0])
+  np.testing.assert_allclose(losses.class_weights(counts, 0.0), [1, 1, 1, 0, 0, 0, 0])
+  # power 1: each present class weighs the same in total; share-weighted mean 1: w = 1 / (3 share).
+  np.testing.assert_allclose(losses.class_weights(counts, 1.0), [1 / 0.3, 1 / 0.9, 1 / 1.8, 0, 0, 0, 0], rtol=1e-6)
+  w = losses.class_weights(counts, 0.5)  # ∝ share^-1/2, mean 1 over the examples
+  raw = np.array([0.1, 0.3, 0.6]) ** -0.5
+  np.testing.assert_allclose(w[:3], raw / (raw @ [0.1, 0.3, 0.6]), rtol=1e-6)
+  assert abs(w[:3] @ [0.1, 0.3, 0.6] - 1) < 1e-6
+
+
+def test_weighted_crystal_system_loss_is_the_weighted_mean_of_the_nll():
+  rng = np.random.default_rng(0)
+  log_probs = jax.nn.log_softmax(jnp.asarray(rng.normal(size=(5, 7)), jnp.float32))
+  labels = np.array([0, 2, 2, 6, 1])
+  weights = np.array([3.0, 0.5, 1.0, 1, 1, 1, 0.25], np.float32)
+  nll = -np.asarray(log_probs)[np.arange(5), labels]
+  np.testing.assert_allclose(losses.cross_entropy(log_probs, labels, weights), np.mean(weights[labels] * nll),
+                             rtol=1e-6)
+  np.testing.assert_allclose(losses.cross_entropy(log_probs, labels), nll.mean(), rtol=1e-6)

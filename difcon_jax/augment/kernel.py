@@ -20,6 +20,7 @@ the whole batch on accelerators) and, given a device mesh, each device its own s
 
 The `lab` distribution (params.py) adds a laboratory diffractometer's effects, each an operation below:
 March-Dollase preferred orientation (`march_dollase`, from each peak's hkl and the cell when the caller has them),
+lattice strain (`strain_positions`: a relaxed or measured cell is not the cell of the sample; from hkl and cell too),
 sample displacement (`displace`), instrument + crystallite-size + microstrain widths (`lab_fwhm`), peaks up to 0.3°
 wide (a mid zone of each window, `profile_masses`), the Cu Kα2 line (`add_kalpha2`), a measured-looking background
 (`measured_background`) under the counting noise. Profile limits and windows are a property of the distribution
@@ -125,6 +126,7 @@ def sample_draws(key: jax.Array, cfg: ml_collections.ConfigDict, batch: int, num
 # The lab draws come from a stream of their own (fold_in), so that the Table 1 draws of a key are the same random
 # numbers in every distribution, with or without lab effects.
 _LAB_STREAM = 1
+_STRAIN_STREAM = 1  # within the lab stream
 _LAB_UNIFORM = ('microstrain', 'kalpha2_ratio', 'displacement', 'march_dollase_log_r', 'background_level',
                 'hump_amplitude', 'hump_centre', 'hump_fwhm', 'low_angle_amplitude', 'low_angle_decay')
 _LAB_LOG_UNIFORM = ('crystallite_size',)
@@ -133,6 +135,18 @@ _LAB_SWITCHES = ('kalpha2', 'preferred_orientation', 'hump')  # effects on with 
 # needles grow along, low-index planes and axes).
 PREFERRED_DIRECTIONS = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1],
                                  [0, 1, 1], [0, 1, -1], [1, 1, 1], [-1, 1, 1], [1, -1, 1], [1, 1, -1]])
+
+
+def _sample_strain(key, d, batch: int) -> Draws:
+  """Lattice strain of `batch` patterns: an isotropic relative change of the cell (|ε| ~ U(lattice_strain), random
+  sign) and six relative changes of a, b, c, α, β, γ (each |δ| ~ U(lattice_strain_free), random sign), of which
+  `strain_cell` uses the ones the lattice's metric leaves free."""
+  k_mag, k_sign = jax.random.split(key)
+  u = jax.random.uniform(k_mag, (batch, 7))
+  sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (batch, 7)), 1.0, -1.0)
+  (lo, hi), (flo, fhi) = d.lattice_strain, d.lattice_strain_free
+  return {'lattice_strain': sign[:, 0] * (lo + u[:, 0] * (hi - lo)),
+          'lattice_strain_free': sign[:, 1:] * (flo + u[:, 1:] * (fhi - flo))}
 
 
 def _sample_lab(key, d, batch: int) -> Draws:
@@ -158,6 +172,8 @@ def _sample_lab(key, d, batch: int) -> Draws:
   out['hump_amplitude'] = jnp.where(on['hump'], out['hump_amplitude'], 0.0)
   lo, hi = d.background_chebyshev
   out['background_chebyshev'] = jax.random.uniform(k_cheb, (batch, params_lib.CHEBYSHEV_TERMS), minval=lo, maxval=hi)
+  # From a stream of its own, so that adding the strain left every other lab draw of a key as it was.
+  out.update(_sample_strain(jax.random.fold_in(key, _STRAIN_STREAM), d, batch))
   return out
 
 
@@ -168,7 +184,7 @@ LAB_EFFECTS_OFF = dict(
     impurity_intensity=0.0, background=0.0, counting_noise=0.0, dilation=1, crop_low=0.0, crop_high=180.0,
     U=0.0, V=0.0, W=4e-4, eta=0.0, asymmetry=0.0, crystallite_size=1e9, microstrain=0.0, kalpha2_ratio=0.0,
     displacement=0.0, march_dollase_r=1.0, background_level=0.0, background_chebyshev=0.0, hump_amplitude=0.0,
-    low_angle_amplitude=0.0)
+    low_angle_amplitude=0.0, lattice_strain=0.0, lattice_strain_free=0.0)
 
 
 def override_draws(draws: Draws, **values) -> Draws:
@@ -239,6 +255,50 @@ def reciprocal_vectors(hkl, cell):
   volume = jnp.dot(va, jnp.cross(vb, vc))
   reciprocal = jnp.stack([jnp.cross(vb, vc), jnp.cross(vc, va), jnp.cross(va, vb)]) / volume
   return hkl @ reciprocal
+
+
+def _same(x, y, rel=1e-4):
+  return jnp.abs(x - y) <= rel * jnp.abs(y)
+
+
+def strain_cell(cell, isotropic, free):
+  """The cell [6] (a, b, c in Å; α, β, γ in degrees) under a strain that keeps its lattice's symmetry: every length
+  scaled by 1 + `isotropic`, then the parameters the metric leaves free changed by the relative amounts `free` [6]
+  (for a, b, c, α, β, γ):
+  - lengths: a's change is the isotropic one alone; b and c get theirs unless equal to a length before them
+    (tetragonal and hexagonal a = b, cubic a = b = c: then they follow it);
+  - angles: one of 90° or 120° stays; the others get theirs unless equal to an angle before them (rhombohedral
+    α = β = γ follow α).
+  So a cubic cell only scales, a tetragonal or hexagonal one also changes c/a, an orthorhombic one b/a and c/a, a
+  monoclinic one b/a, c/a and β, a triclinic one all five shape parameters."""
+  a, b, c, al, be, ga = (cell[i] for i in range(6))
+  db = jnp.where(_same(b, a), 0.0, free[1])
+  dc = jnp.where(_same(c, a), 0.0, jnp.where(_same(c, b), db, free[2]))
+  special = lambda x: _same(x, 90.0) | _same(x, 120.0)
+  dal = free[3]
+  dbe = jnp.where(_same(be, al), dal, free[4])
+  dga = jnp.where(_same(ga, al), dal, jnp.where(_same(ga, be), dbe, free[5]))
+  angle = lambda x, d: x * (1 + jnp.where(special(x), 0.0, d))
+  scale = 1 + isotropic
+  return jnp.stack([a * scale, b * scale * (1 + db), c * scale * (1 + dc), angle(al, dal), angle(be, dbe),
+                    angle(ga, dga)])
+
+
+def strain_positions(two_theta, intensity, hkl, cell, isotropic, free):
+  """Peak positions (degrees) and intensities [p] of a strained crystal (`strain_cell`): each peak's d scaled by
+  |q(hkl, cell)| / |q(hkl, strained cell)| (q the reciprocal vector of its hkl), 2θ from sin θ' = sin θ · d / d'.
+  Peaks without an hkl (padding) keep their place; one whose new sin θ' reaches 1 leaves the pattern (intensity
+  0). The ratio of d's does not need the wavelength."""
+  strained = strain_cell(cell, isotropic, free)
+  h = hkl.astype(jnp.float32)
+  q0 = jnp.sum(reciprocal_vectors(h, cell) ** 2, -1)
+  q1 = jnp.sum(reciprocal_vectors(h, strained) ** 2, -1)
+  valid = (q0 > 0) & (q1 > 0) & jnp.isfinite(q0) & jnp.isfinite(q1)
+  ratio = jnp.where(valid, jnp.sqrt(jnp.where(valid, q1 / jnp.where(valid, q0, 1.0), 1.0)), 1.0)  # d / d'
+  sin = jnp.sin(jnp.deg2rad(two_theta) / 2) * ratio
+  inside = sin < 1
+  moved = 2 * jnp.rad2deg(jnp.arcsin(jnp.where(inside, sin, 0.0)))
+  return jnp.where(valid & inside, moved, two_theta), jnp.where(inside, intensity, 0.0)
 
 
 def march_dollase(hkl, cell, direction, r):
@@ -540,14 +600,16 @@ def normalise(pattern):
 def render(two_theta, intensity, draws: Draws, cfg: ml_collections.ConfigDict, hkl=None, cell=None):
   """One pattern [num_bins] from one padded peak list ([p] each; padding has intensity 0) and its draws.
 
-  hkl [p, 3] and cell [6], when given, let the lab distribution apply preferred orientation; without them (or
-  with other distributions) they are not used.
+  hkl [p, 3] and cell [6], when given, let the lab distribution apply preferred orientation and lattice strain;
+  without them (or with other distributions) they are not used.
   """
   g, prof, lab = cfg.grid, cfg.get('profile'), cfg.get('lab_effects', False)
   intensity = jnp.where(jnp.isfinite(intensity) & jnp.isfinite(two_theta), intensity, 0.0)
   two_theta = jnp.where(intensity > 0, two_theta, g.two_theta_min)
   if lab and hkl is not None and cell is not None:
     intensity = intensity * march_dollase(hkl, cell, draws['preferred_direction'], draws['march_dollase_r'])
+    two_theta, intensity = strain_positions(two_theta, intensity, hkl, cell, draws['lattice_strain'],
+                                            draws['lattice_strain_free'])
   tt = displace(two_theta, draws['displacement']) if lab else two_theta
   tt = shift_positions(tt, draws['zero_shift'], draws['jitter'])
   y = crop_peaks(tt, intensity, draws['peak_crop_low'], draws['peak_crop_high'])

@@ -10,8 +10,8 @@ Four named distributions:
   lowest-angle peaks lie; this set measures robustness to nuisance apart from robustness to missing data;
 - `ideal`: no augmentation, a fixed narrow profile;
 - `lab`: a laboratory diffractometer (Cu Kα, Bragg-Brentano): instrument Caglioti widths, crystallite-size and
-  microstrain broadening, the Kα1/Kα2 doublet, sample displacement, preferred orientation, measured-looking
-  backgrounds and counting noise, with the rest of Table 1 kept (ranges and sources below, and in the README).
+  microstrain broadening, the Kα1/Kα2 doublet, sample displacement, preferred orientation, lattice strain,
+  measured-looking backgrounds and counting noise, with the rest of Table 1 kept (ranges and sources below, and in the README).
 
 Symmetric quantities (zero shift, asymmetry, ...) are given as ranges of their magnitude; the sign is drawn apart.
 A bare number (not a range) is the probability that an effect is on in a draw.
@@ -128,6 +128,12 @@ def distribution(name: str) -> ml_collections.ConfigDict:
         # March-Dollase preferred orientation (Dollase 1986, J. Appl. Cryst. 19, 267) along a random low-index
         # plane normal, in half the draws: |ln r| (r from 0.70, platelets, to 1.42, needles).
         preferred_orientation=0.5, march_dollase_log_r=(0.0, 0.35),
+        # Lattice strain (kernel.strain_positions, where the corpus has hkl and cells): the cell of a sample is not
+        # the cell of a database entry. DFT (PBE) cells are 1-2% larger than measured ones, and temperature,
+        # composition and pressure move real cells by as much: every length scaled by 1 + ε, |ε| up to 2%, and
+        # each parameter the lattice leaves free (c/a of a tetragonal cell, β of a monoclinic one, ...) by up to
+        # 1% more, in the lattice's own symmetry.
+        lattice_strain=(0.0, 0.02), lattice_strain_free=(0.0, 0.01),
         # Background (relative to the strongest peak), as fitted by Rietveld programs: a Chebyshev polynomial
         # level (1 + Σ c_k T_k) over the pattern, an amorphous hump (glass holder, amorphous content:
         # a Gaussian 4-15° wide at 15-35°) in 30% of the draws, and a low-angle rise (air scatter, beam
@@ -165,6 +171,7 @@ DOMAINS = {
     'hump': ('probability', 0.0, 1.0), 'hump_amplitude': ('range', 0.0, _INF),
     'hump_centre': ('range', 0.0, 180.0), 'hump_fwhm': ('positive', 0.0, _INF),
     'low_angle_amplitude': ('range', 0.0, _INF), 'low_angle_decay': ('positive', 0.0, _INF),
+    'lattice_strain': ('range', 0.0, 0.5), 'lattice_strain_free': ('range', 0.0, 0.5),
 }
 # Quantities a distribution lists but does not render: lab's widths replace Caglioti's p / cos²θ term by the
 # Scherrer term (kernel.lab_fwhm).

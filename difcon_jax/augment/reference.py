@@ -54,6 +54,51 @@ def march_dollase(hkl, cell, direction, r):
   return out
 
 
+def _d_spacings(hkl, cell):
+  """d (Å) of each hkl [p, 3] from the reciprocal metric tensor G* = G⁻¹; inf for hkl 0."""
+  a, b, c = cell[:3]
+  ca, cb, cg = np.cos(np.deg2rad(cell[3:]))
+  g = np.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
+  h = np.asarray(hkl, np.float64)
+  q2 = np.einsum('pi,ij,pj->p', h, np.linalg.inv(g), h)
+  return np.where(q2 > 0, 1 / np.sqrt(np.where(q2 > 0, q2, 1.0)), np.inf)
+
+
+def strain_cell(cell, isotropic, free):
+  """The strained cell, the free parameters chosen by which lengths and angles are equal (kernel.strain_cell)."""
+  cell = np.asarray(cell, np.float64)
+  same = lambda i, j: abs(cell[i] - cell[j]) <= 1e-4 * abs(cell[j])
+  delta = np.array(free, np.float64)
+  delta[0] = 0.0
+  for i in (1, 2):  # a length equal to an earlier one follows it (and a's change is the isotropic one alone)
+    for j in range(i):
+      if same(i, j):
+        delta[i] = delta[j]
+        break
+  for i in (4, 5):  # an angle equal to an earlier one follows it
+    for j in range(3, i):
+      if same(i, j):
+        delta[i] = delta[j]
+        break
+  for i in (3, 4, 5):
+    if any(abs(cell[i] - x) <= 1e-4 * x for x in (90.0, 120.0)):  # a right or hexagonal angle stays
+      delta[i] = 0.0
+  out = cell * (1 + delta)
+  out[:3] *= 1 + isotropic
+  return out
+
+
+def strain_positions(two_theta, intensity, hkl, cell, isotropic, free):
+  cell = np.asarray(cell, np.float64)
+  d0 = _d_spacings(hkl, cell)
+  d1 = _d_spacings(hkl, strain_cell(cell, isotropic, free))
+  valid = np.isfinite(d0) & np.isfinite(d1)
+  sin = np.sin(np.deg2rad(two_theta) / 2) * np.where(valid, d0 / np.where(valid, d1, 1.0), 1.0)
+  inside = sin < 1
+  moved = 2 * np.rad2deg(np.arcsin(np.where(inside, sin, 0.0)))
+  return np.where(valid & inside, moved, two_theta), np.where(inside, intensity, 0.0)
+
+
 def crop_peaks(two_theta, intensity, low, high):
   return np.where((two_theta >= low) & (two_theta <= high), intensity, 0.0)
 
@@ -174,6 +219,8 @@ def render(two_theta, intensity, draws, cfg, hkl=None, cell=None):
   if lab and hkl is not None and cell is not None:
     intensity = intensity * march_dollase(hkl, np.asarray(cell, np.float64), d['preferred_direction'],
                                           float(d['march_dollase_r']))
+    two_theta, intensity = strain_positions(two_theta, intensity, hkl, cell, float(d['lattice_strain']),
+                                            d['lattice_strain_free'])
   # Positions in float32 like the kernel's, so that a peak on a bin edge lands in the same bin.
   f32 = lambda x: np.asarray(x, np.float32)
   tt = f32(two_theta)

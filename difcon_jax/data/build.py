@@ -361,6 +361,69 @@ def build_synthetic(count: int, out: str, seed: int = 0, prior: str = 'realistic
     return write_corpus(results, out, spec, source, time.time() - start)
 
 
+def _text(v) -> str:
+  return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def merge_digest(paths: list[str]) -> str:
+  """input_digest of a merge: the input digests of the corpora merged (from their build reports), in order."""
+  digests = []
+  for path in paths:
+    try:
+      with open(os.path.join(path, REPORT)) as f:
+        digests.append(json.load(f).get('input_digest'))
+    except (OSError, ValueError):
+      digests.append(None)
+  return input_digest({'merge': [[os.path.basename(os.path.normpath(p)), d] for p, d in zip(paths, digests)]})
+
+
+def merge(paths: list[str], out: str, progress: bool = True) -> dict:
+  """One corpus of every record of several built corpora (a mix of real and synthetic structures), each record
+  keeping its split and its source_id prefixed with its corpus's folder name. The corpora must share their spec
+  (wavelength, 2θ range, peaks per record).
+
+  Raises:
+    ValueError: fewer than two corpora, a missing or damaged one (corpus.CorpusError), or specs that differ.
+  """
+  check_output(out)
+  if len(paths) < 2:
+    raise ValueError(f'--merge: {len(paths)} corpus given; name two or more (comma-separated)')
+  specs = {}
+  for path in paths:
+    try:
+      info = corpus.metadata(path)
+      corpus.splits(path)
+    except FileNotFoundError:
+      raise ValueError(f'{path}: no corpus there (build it first with python -m difcon_jax.data.build)') from None
+    specs[path] = (info.get('wavelength'), info.get('two_theta_max'), info.get('max_peaks'))
+  if len(set(specs.values())) > 1:
+    raise ValueError('--merge: the corpora were built with different settings (wavelength, 2θ max, peaks): '
+                     + '; '.join(f'{p}: {v}' for p, v in specs.items()))
+  wavelength, two_theta_max, max_peaks = next(iter(specs.values()))
+  spec = corpus.CorpusSpec(max_peaks=int(max_peaks), wavelength=float(wavelength), two_theta_max=float(two_theta_max))
+  with lock_output(out):
+    start = time.time()
+    fields = tuple(corpus.features(spec).keys())
+    results, counts = [], {}
+    for path in paths:
+      name = os.path.basename(os.path.normpath(path))
+      sources_ = corpus.data_sources(path)
+      total = sum(len(src) for src in sources_.values())
+      bar = tqdm.tqdm(total=total, desc=name, unit='record', file=sys.stderr, disable=not progress)
+      for split, src in sources_.items():
+        for i in range(len(src)):
+          r = src[i]
+          rec = {k: r[k] for k in fields}
+          rec['formula'], rec['source_id'] = _text(r['formula']), f"{name}/{_text(r['source_id'])}"
+          rec['split'] = split
+          results.append(rec)
+          bar.update()
+      bar.close()
+      counts[path] = total
+    source = {'merged': counts, 'files': sum(counts.values()), 'input_digest': merge_digest(paths)}
+    return write_corpus(results, out, spec, source, time.time() - start)
+
+
 FLAGS = flags.FLAGS
 
 
@@ -370,6 +433,8 @@ def define_flags():
                       'them (.tar, .tar.gz, .tgz, .tar.xz, .tar.bz2, .zip), read without unpacking.')
   flags.DEFINE_float('symprec', structure_lib.SYMPREC, 'spglib tolerance, Å: the space group of a CIF given in P1 is '
                      'the one found at it (and a declared group is checked at it).')
+  flags.DEFINE_list('merge', None, 'Instead of --cifs: corpora already built (comma-separated folders), merged into '
+                    'one, each record keeping its split (a mix of real and synthetic structures).')
   flags.DEFINE_integer('synthetic', None, 'Instead of --cifs: this many synthetic structures '
                        '(difcon_jax.data.synthetic), straight into the corpus.', lower_bound=1)
   flags.DEFINE_string('prior', 'realistic', 'With --synthetic: space-group prior, realistic, uniform or mixed:W.')
@@ -415,10 +480,24 @@ def check_flags() -> bool:
 
 def main(argv):
   del argv
-  if not FLAGS.out or (FLAGS.cifs is None) == (FLAGS.synthetic is None):
-    raise app.UsageError('--out and one of --cifs or --synthetic are required')
+  if not FLAGS.out or sum(x is not None for x in (FLAGS.cifs, FLAGS.synthetic, FLAGS.merge)) != 1:
+    raise app.UsageError('--out and one of --cifs, --synthetic or --merge are required')
   if not check_flags():
     return cli.USAGE_ERROR
+  if FLAGS.merge:
+    if not FLAGS.rebuild:
+      report = previous_build(FLAGS.out, merge_digest(FLAGS.merge))
+      if report is not None:
+        print(f"{FLAGS.out}: reusing the corpus merged from the same corpora; --rebuild merges them again")
+        return 0
+    try:
+      report = merge(FLAGS.merge, FLAGS.out)
+    except (ValueError, folder_lock.LockedError) as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 2
+    print(f"merged {', '.join(f'{p} ({n})' for p, n in report['merged'].items())} -> train "
+          f"{report['written']['train']}, test {report['written']['test']}; dataset {report['dataset']}")
+    return 0
   spec = corpus.CorpusSpec(max_peaks=FLAGS.max_peaks, wavelength=FLAGS.wavelength,
                            two_theta_max=FLAGS.two_theta_max)
   what = 'synthetic structures' if FLAGS.synthetic else 'CIFs'

@@ -56,6 +56,7 @@ class PeakBatches:
                fields: Sequence[str] | None = None):
     if global_batch % process_count:
       raise ValueError(f'global batch {global_batch} is not divisible by {process_count} hosts')
+    self._path, self._split = path, split
     self._source = corpus.data_sources(path)[split]
     self.size = len(self._source)
     if self.size == 0:
@@ -72,6 +73,12 @@ class PeakBatches:
     self._arrays = corpus.load_arrays(path, split, self.fields) if in_memory else None
     self._orders: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
     self._lock = threading.Lock()
+
+  def labels(self, field: str) -> np.ndarray:
+    """Every example's value of `field` [size] (this host's copy of the whole split, e.g. for class counts)."""
+    if self._arrays is not None and field in self._arrays:
+      return self._arrays[field]
+    return corpus.load_arrays(self._path, self._split, (field,))[field]
 
   def _order(self, epoch: int) -> np.ndarray:
     """Epoch's permutation, the last few cached (a batch spans at most two epochs unless it exceeds the split)."""
