@@ -37,3 +37,11 @@ def test_input_throughput_compares_both_paths(tiny_corpus):
   assert out['structures_per_s'] > 0 and out['baseline_structures_per_s'] > 0
   assert out['ratio'] == pytest.approx(out['structures_per_s'] / out['baseline_structures_per_s'], rel=0.05)
   assert out['train_structures'] > 0 and out['batch'] == 16
+
+
+@pytest.mark.slow
+def test_predict_index_throughput_measures_both_sides():
+  out = _run('predict_index_throughput.py', '--patterns=4', '--budget=0.3', '--workers=1', '--json')
+  assert out['network_patterns_per_s'] > 0 and out['network_and_index_patterns_per_s'] > 0
+  assert out['ratio'] == pytest.approx(out['network_and_index_patterns_per_s'] / out['network_patterns_per_s'])
+  assert out['patterns'] == 4 and out['budget_s'] == 0.3

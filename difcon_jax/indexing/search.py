@@ -123,8 +123,9 @@ class Solution:
 class Result:
   best: Solution | None  # None: no solution (no cell reached the acceptance rule)
   solutions: list[Solution]  # the best few cells of every system searched, best first
-  seconds: dict[str, float]  # search time per system
+  seconds: dict[str, float]  # search time per system (the systems searched)
   lines: int  # observed lines indexed (N)
+  timed_out: bool = False  # the deadline passed before every system due was searched
 
 
 # ------------------------------------------------------------------------------------------ metric and forms
@@ -560,26 +561,31 @@ def search_system(system: str, two_theta: np.ndarray, wavelength: float, s: Sett
 
 
 def index(two_theta: np.ndarray, wavelength: float, s: Settings = Settings(),
-          systems: tuple[str, ...] = SYSTEMS, stop_at_first: bool = True) -> Result:
+          systems: tuple[str, ...] = SYSTEMS, stop_at_first: bool = True, deadline: float | None = None) -> Result:
   """Indexes observed lines two_theta [n] (degrees at wavelength Å): the systems of LEVELS in turn, stopping after
-  the first level with an accepted cell when stop_at_first."""
+  the first level with an accepted cell when stop_at_first. deadline (this process's CPU time, time.process_time()
+  seconds: a busy machine does not shorten the search): no system is started after it (one already running
+  finishes); the result then says timed_out."""
   tt = np.sort(np.asarray(two_theta, np.float64))
   tt = tt[np.isfinite(tt) & (tt > 0)]
-  solutions, seconds = [], {}
+  solutions, seconds, timed_out = [], {}, False
   for level in LEVELS:
     found = []
     for system in level:
       if system not in systems:
         continue
+      if deadline is not None and time.process_time() > deadline:
+        timed_out = True
+        break
       start = time.perf_counter()
       found += search_system(system, tt, wavelength, s)
       seconds[system] = time.perf_counter() - start
     solutions += found
-    if stop_at_first and any(x.accepted(s) and x.m >= s.stop_m20 for x in found):
+    if timed_out or (stop_at_first and any(x.accepted(s) and x.m >= s.stop_m20 for x in found)):
       break
   solutions.sort(key=lambda x: (not x.accepted(s),) + rank_key(x, s))
   best = solutions[0] if solutions and solutions[0].accepted(s) else None
-  return Result(best, solutions, seconds, min(len(tt), s.lines))
+  return Result(best, solutions, seconds, min(len(tt), s.lines), timed_out)
 
 
 def rank_key(x: Solution, s: Settings) -> tuple:
