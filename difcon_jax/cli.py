@@ -1,11 +1,13 @@
 """What the command-line programs share: checking flag values before any work, output locations, atomic writes.
 
 Each CLI's main collects the problems of its flags with `Checks` and stops with one line per bad flag (saying what
-is allowed) and exit status 2 before reading or computing anything. Outputs are checked (and their folders
-created) first and written atomically, so a run never does its work and then loses it, or leaves half a file.
+is allowed) and exit status 2 before reading or computing anything. Outputs are checked first, without creating
+anything (a refused command line leaves no folder behind), and written atomically, their folders made with them,
+so a run never does its work and then loses it, or leaves half a file.
 Output and workdir paths may be local or in cloud storage (gs://, s3://): every read and write of them goes
-through etils.epath (`path`). Every command parses its flags with `parse_flags`: `--help` exits 0, a flag may be
-spelt with dashes (--top-k for --top_k; help shows one spelling), and the libraries' log noise is hidden unless
+through etils.epath (`path`). Every command parses its flags with `parse_flags`: `--help` exits 0 and lists every
+flag of the package the command defined (also those defined by helpers here, like --input), a flag may be spelt
+with dashes (--top-k for --top_k; help shows one spelling), and the libraries' log noise is hidden unless
 --verbosity is given.
 """
 
@@ -100,7 +102,8 @@ class Checks:
     return None
 
   def output_file(self, flag: str, path: str | None, allow_none: bool = False) -> bool:
-    """A file to be written: its folder is created; refused if it is a folder or the folder is not writable."""
+    """A file to be written: refused if it is a folder or its folder cannot be created or written (nothing is
+    created here: io.outputs.write makes the folder with the file)."""
     if path is None or path == '':
       return self.require(allow_none, flag, path, 'a file path')
     if not is_local(path):
@@ -112,18 +115,20 @@ class Checks:
     if outputs.kind(path) == 'other':
       return self.require(False, flag, path, 'a regular file, a character device or a FIFO (not a socket or a '
                           'block device)')
-    return self.require(_writable_dir(os.path.dirname(os.path.abspath(path))), flag, path,
+    return self.require(can_write_folder(os.path.dirname(os.path.abspath(path))), flag, path,
                         'a file in a folder that exists or can be created, and can be written')
 
   def output_dir(self, flag: str, path: str | None) -> bool:
-    """A folder to be written into: created if missing; refused if it is a file or not writable."""
+    """A folder to be written into: refused if it is a file or cannot be created or written (nothing is created
+    here; the command makes it when it writes, after every check passed)."""
     if not path:
       return self.require(False, flag, path, 'a folder path')
     if not is_local(path):
       return self.require(_writable_remote(epath.Path(path)), flag, path, 'a folder that can be written')
     if os.path.exists(path) and not os.path.isdir(path):
       return self.require(False, flag, path, 'a folder, not a file')
-    return self.require(_writable_dir(path), flag, path, 'a folder that exists or can be created, and can be written')
+    return self.require(can_write_folder(path), flag, path,
+                        'a folder that exists or can be created, and can be written')
 
   def report(self, program: str) -> bool:
     """Prints the errors (one line each) to stderr; True when there were any."""
@@ -132,10 +137,17 @@ class Checks:
     return bool(self.errors)
 
 
-def _writable_dir(path: str) -> bool:
+def can_write_folder(path: str) -> bool:
+  """Whether a folder at path exists or could be created, and can be written. Nothing is created: the nearest
+  folder that exists is probed (a temporary file made and removed there), so a command refused for another flag
+  leaves no folder behind; the folders are made when the first file is written (io.outputs.write)."""
+  existing = os.path.abspath(path)
+  while not os.path.lexists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):  # a file (or a dangling link) where a folder must be
+    return False
   try:
-    os.makedirs(path, exist_ok=True)
-    with tempfile.TemporaryFile(dir=path):
+    with tempfile.TemporaryFile(dir=existing):
       pass
     return True
   except OSError:
@@ -143,8 +155,8 @@ def _writable_dir(path: str) -> bool:
 
 
 def _writable_remote(folder: epath.Path) -> bool:
+  """Cloud storage: a path that is not an object (a file); nothing is created before the first write."""
   try:
-    folder.mkdir(parents=True, exist_ok=True)
     return not folder.exists() or folder.is_dir()
   except OSError:
     return False
@@ -197,6 +209,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   --verbosity is given, the libraries' log noise is hidden (`quiet_library_logs`).
   """
   argv = [argv[0]] + _underscored(argv[1:])
+  show_package_flags_in_help()
   try:
     rest = app.parse_flags_with_usage(argv)
   except SystemExit as e:
@@ -205,6 +218,19 @@ def parse_flags(argv: list[str]) -> list[str]:
     raise
   quiet_library_logs()
   return rest
+
+
+def show_package_flags_in_help() -> None:
+  """Makes every flag defined by a difcon_jax module a key flag of the main program, so that --help lists it.
+
+  absl's --help shows only the flags the main module defined itself; a flag a helper defines for several commands
+  (define_pattern_input_flags: --input, --wavelength, --anode) would show under --helpfull only. The libraries'
+  own flags (absl's logging, JAX's) stay under --helpfull."""
+  main = sys.argv[0]
+  for module, defined in flags.FLAGS.flags_by_module_dict().items():
+    if module != main and (module == 'difcon_jax' or module.startswith('difcon_jax.')):
+      for flag in defined:
+        flags.FLAGS.register_key_flag_for_module(main, flag)
 
 
 def _underscored(args: list[str]) -> list[str]:

@@ -23,6 +23,7 @@ from difcon_jax import summary
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
 from difcon_jax.data import input_pipeline
+from difcon_jax.indexing import combine
 from difcon_jax.io import labelled
 from difcon_jax.io import measured
 from difcon_jax.models import heads
@@ -44,6 +45,7 @@ class Predictions:
   ranked: dict[str, tuple[np.ndarray, np.ndarray]]  # {head: (labels [N, k'], probabilities [N, k'])}
   labels: dict[str, np.ndarray] | None  # {head: [N]}
   embeddings: np.ndarray | None  # [N, dim] when asked for
+  logits: dict | None = None  # {head: [N, classes]} ('space_group': one array per crystal system) when asked for
 
 
 class SimulatedSet:
@@ -53,7 +55,8 @@ class SimulatedSet:
     corpus: corpus folder; split: its split ('test').
     distribution: augmentation distribution (augment/params.py).
     num_bins, two_theta_max: the model grid.
-    batch_size: patterns per batch; examples: at most this many (None: the whole split).
+    batch_size: patterns per batch; examples: at most this many (None: the whole split), from the split's
+      `start`-th example on (a set disjoint from the first examples', which the trainer evaluates on).
     seed: the evaluation seed (config.eval_seed).
     mesh: devices that share a batch whose size they divide (None: one device).
     cache: keep the rendered batches (on the devices) after the first pass, so that a trainer's periodic
@@ -61,11 +64,14 @@ class SimulatedSet:
   """
 
   def __init__(self, corpus: str, distribution: str, num_bins: int, two_theta_max: float, batch_size: int,
-               seed: int, examples: int | None = None, mesh=None, split: str = 'test', cache: bool = False):
+               seed: int, examples: int | None = None, mesh=None, split: str = 'test', cache: bool = False,
+               start: int = 0):
     self.split = split
     self._cache: list[Batch] | None = [] if cache else None
-    self.data = input_pipeline.PeakBatches(corpus, split, batch_size, shuffle=False)
-    self.count = min(self.data.size, examples or self.data.size)
+    self.data = input_pipeline.PeakBatches(corpus, split, batch_size, shuffle=False, start=start)
+    if not 0 <= start < self.data.size:
+      raise ValueError(f'{corpus}: the {split} split has {self.data.size} examples; cannot start at {start}')
+    self.count = min(self.data.size - start, examples or self.data.size)
     self.batch_size = batch_size
     self.aug_cfg = augment_params.config(distribution, num_bins, two_theta_max)
     self._sharding = NamedSharding(mesh, P('data')) if mesh is not None else None
@@ -140,12 +146,30 @@ def _rank(logits, k):
   return heads.rank(logits, k)
 
 
-def run(model: Callable, batches: Iterable[Batch], k: int = TOP_K, embeddings: bool = False) -> Predictions:
+def rerank(logits: dict, crystal_system_probs: np.ndarray, k: int = TOP_K) -> dict:
+  """The ranking of models.heads.rank with other crystal-system probabilities [N, 7] in place of the network's
+  (the combined answer of indexing.combine): {head: (labels [N, k'], probabilities [N, k'])} on the host."""
+  with_cs = {**logits, 'crystal_system': np.log(np.clip(crystal_system_probs, 1e-30, 1.0)).astype(np.float32)}
+  return jax.tree.map(np.asarray, jax.device_get(_rank(with_cs, k)))
+
+
+def with_index(preds: Predictions, evidence: list, combination, k: int = TOP_K) -> tuple[Predictions, np.ndarray]:
+  """(preds ranked again with the crystal-system probabilities that indexing.combine makes of the network's and the
+  search's evidence [N], those probabilities [N, 7]); preds must hold the logits (run(keep_logits=True))."""
+  probs = combine.combined_probs(combine.network_probs(preds.logits), evidence, combination)
+  return dataclasses.replace(preds, ranked=rerank(preds.logits, probs, k)), probs
+
+
+def run(model: Callable, batches: Iterable[Batch], k: int = TOP_K, embeddings: bool = False,
+        keep_logits: bool = False) -> Predictions:
   """Ranks every pattern of a set: model(x [batch, bins]) -> (logits, aux) (inference.Model, or the trainer's
-  jitted apply); k: labels ranked per head; embeddings: keep aux['embedding'] too."""
-  names, on_device, counts, labels = [], [], [], []
+  jitted apply); k: labels ranked per head; embeddings: keep aux['embedding'] too; keep_logits: the logits too
+  (to rank again with another crystal-system distribution, indexing.combine)."""
+  names, on_device, counts, labels, kept = [], [], [], [], []
   for b in batches:
     logits, aux = model(b.x)
+    if keep_logits:
+      kept.append(jax.tree.map(lambda v, n=b.count: np.asarray(v)[:n], jax.device_get(logits)))
     on_device.append((_rank(logits, k), aux['embedding'] if embeddings else None))  # fetched once, at the end
     counts.append(b.count)
     names += b.names
@@ -159,12 +183,48 @@ def run(model: Callable, batches: Iterable[Batch], k: int = TOP_K, embeddings: b
   return Predictions(
       names, {h: (cat([r[h][0] for r in ranked]), cat([r[h][1] for r in ranked])) for h in heads.HEADS},
       {h: cat([l[h] for l in labels]) for h in heads.HEADS} if labels else None,
-      cat(emb) if embeddings else None)
+      cat(emb) if embeddings else None,
+      jax.tree.map(lambda *parts: np.concatenate(parts), *kept) if kept else None)
 
 
-def evaluate(model: Callable, batches: Iterable[Batch], k: int = TOP_K) -> tuple[dict, Predictions]:
+def evaluate(model: Callable, batches: Iterable[Batch], k: int = TOP_K, keep_logits: bool = False
+             ) -> tuple[dict, Predictions]:
   """(metrics.summary of the set, its Predictions) for a labelled set."""
-  preds = run(model, batches, k)
+  preds = run(model, batches, k, keep_logits=keep_logits)
   if preds.labels is None:
     raise ValueError('evaluate needs a labelled set')
   return metrics.summary({h: i for h, (i, _) in preds.ranked.items()}, preds.labels), preds
+
+
+def evaluate_with_index(preds: Predictions, evidence: list, combination, k: int = TOP_K) -> tuple[dict, Predictions]:
+  """(metrics.summary of the combined ranking (with_index), its Predictions) of a labelled set whose network
+  predictions (run(keep_logits=True)) and search evidence [N] are given, and in the summary 'index': the
+  crystal-system top-1 of the network alone, of indexing alone (the search's answer; none: wrong) and combined,
+  the share of patterns whose search ran out of time or had too few lines, the share where network and indexing
+  disagreed (their lattices: trigonal and hexagonal are one) and who was right then, and the search's seconds per
+  pattern."""
+  combined, _ = with_index(preds, evidence, combination, k)
+  summary_ = metrics.summary({h: i for h, (i, _) in combined.ranked.items()}, combined.labels)
+  truth = np.asarray(preds.labels['crystal_system'])
+  network = np.asarray(preds.ranked['crystal_system'][0])[:, 0]
+  both = np.asarray(combined.ranked['crystal_system'][0])[:, 0]
+  systems = list(combine.SYSTEMS)
+  alone = np.array([systems.index(e.chosen.crystal_system) if e.chosen else -1 for e in evidence])
+  disagree = (alone >= 0) & (combine.lattice_class(alone) != combine.lattice_class(network))
+  n = max(len(truth), 1)
+  seconds = np.array([e.seconds for e in evidence])
+  summary_['index'] = {
+      'crystal_system_top1_network': float(np.mean(network == truth)),
+      'crystal_system_top1_indexing': float(np.mean(alone == truth)),
+      'crystal_system_top1_combined': float(np.mean(both == truth)),
+      'no_cell': float(np.mean([e.usable and e.chosen is None for e in evidence])),
+      'out_of_time': float(np.mean([e.timed_out for e in evidence])),
+      'too_few_lines_or_failed': float(np.mean([not e.usable and not e.timed_out for e in evidence])),
+      'disagreed': float(disagree.sum() / n),
+      'disagreed_network_right': float((disagree & (network == truth)).sum() / n),
+      'disagreed_indexing_right': float((disagree & (alone == truth)).sum() / n),
+      'disagreed_combined_right': float((disagree & (both == truth)).sum() / n),
+      'search_seconds_mean': float(seconds.mean()) if len(seconds) else 0.0,
+      'search_seconds_median': float(np.median(seconds)) if len(seconds) else 0.0,
+  }
+  return summary_, combined

@@ -11,8 +11,10 @@ pictures.
   rruff_dev.npz, Cu Kα), or a folder of pattern files with labels.csv (columns file, space_group[, wavelength]).
 
 Bad input: flags, the checkpoint, the corpus, --data/--labels and the output folder are checked before any work (exit
-status 2). In a measured set, a pattern that cannot be used (unreadable file, NaN, a space group that is not 1-230)
-is left out with its reason and the others are evaluated; patterns.csv in the output folder has one row per pattern
+status 2), and nothing is created before they pass; a flag this run would not read (--labels beside an .npz,
+--corpus with --set=experimental, --weights with an exported model) is refused, not ignored (--figure_structures
+with --set=experimental is harmless: a warning says it is not used). In a measured set, a pattern that cannot be
+used (unreadable file, NaN, a space group that is not 1-230) is left out with its reason and the others are evaluated; patterns.csv in the output folder has one row per pattern
 (ok or error) and the exit status is 1 when any was left out.
 
 Writes metrics.json (top-1 / top-5 per head, share of space groups outside the predicted crystal system, the
@@ -56,6 +58,7 @@ from difcon_jax import workdir as workdir_lib
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.data import corpus as corpus_lib
 from difcon_jax.data import sample as sample_lib
+from difcon_jax.indexing import combine
 from difcon_jax.io import measured
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
@@ -82,6 +85,12 @@ def define_flags():
                       'bundled model).')
   flags.DEFINE_integer('batch_size', 64, 'Patterns per model call.')
   flags.DEFINE_integer('figure_structures', 24, 'Structures in the embedding-similarity picture.')
+  flags.DEFINE_bool('index', False, 'Score DIFCON+INDEX: search each pattern\'s cells (difcon_jax/indexing) and '
+                    'rank the crystal systems by the network and the cells together (the model\'s combination.json, '
+                    'as predict --index); metrics.json gains "index" (network, indexing and combined alone, '
+                    'disagreements, search time).')
+  flags.DEFINE_float('index_budget', combine.DEFAULT_BUDGET, 'With --index: CPU seconds of cell search per pattern.')
+  flags.DEFINE_integer('index_workers', None, 'With --index: search processes (default: the CPU cores).')
   flags.DEFINE_string('report', None, 'Also write an HTML report into this folder (DIR/index.html: metrics, '
                       'confusion matrix, a sortable table with the true labels, plots and bars per pattern).')
 
@@ -217,7 +226,27 @@ def check_flags() -> bool:
       checks.require(False, flag, _out_dir(), f'{why} ({path})')
   if FLAGS.report is not None:
     checks.output_dir('report', FLAGS.report)
+  _refuse_ignored_flags(checks)
   return not checks.report('evaluate')
+
+
+def _refuse_ignored_flags(checks: cli.Checks) -> None:
+  """A flag given where this run would not read it is refused, not silently ignored: the user meant something
+  by it (--labels beside an .npz that holds its own labels, --corpus for measured patterns, ...)."""
+  given = lambda name: FLAGS[name].present
+  measured_set = FLAGS.set == 'experimental'
+  checks.require(not (given('corpus') and measured_set), 'corpus', FLAGS.corpus,
+                 'only with a simulated set (not with --set=experimental)')
+  if given('figure_structures') and measured_set:  # harmless: said, not refused
+    print(f'evaluate: warning: --figure_structures={FLAGS.figure_structures} is not used with --set=experimental '
+          '(the picture is of simulated structures)', file=sys.stderr)
+  for name in ('data', 'labels'):
+    checks.require(not given(name) or measured_set, name, FLAGS[name].value, 'only with --set=experimental')
+  if measured_set and given('labels') and FLAGS.data and FLAGS.data.endswith('.npz'):
+    checks.require(False, 'labels', FLAGS.labels, 'only with a folder for --data (an .npz holds its own labels)')
+  if given('weights') and FLAGS.checkpoint is not None and not workdir_lib.is_training_workdir(FLAGS.checkpoint):
+    checks.require(False, 'weights', FLAGS.weights, 'only with a training workdir for --checkpoint (an exported '
+                   'model holds one set of weights)')
 
 
 def main(argv):
@@ -229,6 +258,17 @@ def main(argv):
   except (FileNotFoundError, inference.ModelError) as e:
     print(f'error: {e}', file=sys.stderr)
     return cli.USAGE_ERROR
+  combination = None
+  if FLAGS.index:
+    try:
+      combination = combine.find(model.folder)
+    except combine.CombinationError as e:
+      print(f'error: {e}', file=sys.stderr)
+      return cli.USAGE_ERROR
+    if combination is None:
+      print(f'error: --index: the model {model.folder} has no {combine.COMBINATION_FILE}; fit one with python -m '
+            f'difcon_jax.index --fit_combination --checkpoint={model.folder} --corpus=CORPUS', file=sys.stderr)
+      return cli.USAGE_ERROR
   print(f'model: {model.source}')
   out_dir = epath.Path(_out_dir())
   out_dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +292,8 @@ def main(argv):
       print(f'error: none of the {len(rows)} patterns of {FLAGS.data} could be used; reasons in '
             f'{out_dir / "patterns.csv"}', file=sys.stderr)
       return 1
-    metrics, preds = eval_sets.evaluate(model, eval_sets.grid_batches(x, names, FLAGS.batch_size, sg))
+    metrics, preds = eval_sets.evaluate(model, eval_sets.grid_batches(x, names, FLAGS.batch_size, sg),
+                                        keep_logits=FLAGS.index)
     extra['skipped'] = failures
     kept = [x]
   else:
@@ -279,15 +320,26 @@ def main(argv):
     except corpus_lib.CorpusError as e:
       print(f'error: {e}', file=sys.stderr)
       return 1
-    metrics, preds = eval_sets.evaluate(model, _keeping(data, report.MAX_DETAILS if FLAGS.report else 0, kept))
+    keep = len(data) if FLAGS.index else report.MAX_DETAILS if FLAGS.report else 0  # --index searches them all
+    metrics, preds = eval_sets.evaluate(model, _keeping(data, keep, kept), keep_logits=FLAGS.index)
     shown = min(FLAGS.figure_structures, len(data))
     figure = similarity_png(model, corpus, shown, out_dir / 'embedding_similarity.png',
                             f'{shown} test structures x {FIGURE_VIEWS} invariance_test augmentations', eval_seed)
     extra.update(similarity_within_structure=figure['within'], similarity_between_structures=figure['between'],
                  similarity_retrieval_top1=figure['retrieval_top1'])
+  evidence = []
+  if FLAGS.index:
+    x_all = np.concatenate(kept) if kept else np.zeros((0, model.grid.num_bins), np.float32)
+    evidence = combine.search_patterns(x_all, grid_lib.bin_centres(model.grid), model.wavelength, FLAGS.index_budget,
+                                       FLAGS.index_workers)
+    metrics, preds = eval_sets.evaluate_with_index(preds, evidence, combination, eval_sets.TOP_K)
   if rows is None:  # a simulated set: every pattern usable
     rows = [summary_lib.status_row(name) for name in preds.names]
   predicted = summary_lib.prediction_rows(rows, preds.ranked, eval_sets.TOP_K, preds.labels)
+  network_first = np.argmax(combine.network_probs(preds.logits), 1) if evidence else []
+  for j, row in enumerate(r for r in predicted if r['status'] == 'ok' and evidence):
+    row.update(summary_lib.index_columns(evidence[j], spacegroups.CRYSTAL_SYSTEMS[network_first[j]],
+                                         row['crystal_system_1']))
   outputs.write_rows(out_dir / 'predictions.csv', predicted)
   confusion_png(metrics['crystal_system_confusion'], out_dir / 'crystal_system_confusion.png',
                 f'{FLAGS.set}: crystal system (model step {model.step})')
@@ -304,6 +356,13 @@ def main(argv):
         'accuracy: ' + '; '.join(f"{h.replace('_', ' ')} {metrics[f'{h}_top1']:.3f} / {metrics[f'{h}_top5']:.3f}"
                                  for h in heads.HEADS) + f' -> {out_dir}')
   print(by_system_line(metrics['crystal_system_top1_by_system']))
+  if evidence:
+    i = metrics['index']
+    print(f"DIFCON+INDEX crystal system top-1 {i['crystal_system_top1_combined']:.3f} (network alone "
+          f"{i['crystal_system_top1_network']:.3f}, indexing alone {i['crystal_system_top1_indexing']:.3f}); they "
+          f"disagreed on {i['disagreed']:.1%} (network right {i['disagreed_network_right']:.1%}, indexing right "
+          f"{i['disagreed_indexing_right']:.1%}, combined right {i['disagreed_combined_right']:.1%}); search out of "
+          f"time {i['out_of_time']:.1%}, {i['search_seconds_mean']:.2f} s per pattern")
   return 1 if failed else 0
 
 

@@ -7,11 +7,14 @@ checkpoint, else the latest) and OUT/model.json (name, step, parameters, date). 
 a folder as --checkpoint; the one in difcon_jax/pretrained/default is their default.
 
 Bad input: --workdir must be a training workdir (config.json and checkpoints), else one line and nothing is
-created; --out must not be the workdir (its config.json would be overwritten). A damaged config.json or checkpoint
+created; --out must not be the workdir (its config.json would be overwritten), another training workdir, a folder
+with other files, or a model exported from another workdir (remove it first to replace it): only the same workdir's
+earlier export is replaced. A damaged config.json or checkpoint
 is named in one line (a damaged latest checkpoint is passed over for the one before it, with a warning). The three
 files are written atomically, model.json last.
 """
 
+import json
 import sys
 
 from absl import app
@@ -46,7 +49,45 @@ def check_flags() -> bool:
                for name in (workdir_lib.CONFIG, *workdir_lib.EXPORTED_FILES)}
       for flag, path, why in outputs.clashes(files, protected=inference.model_files(FLAGS.workdir))[:1]:
         checks.require(False, flag, FLAGS.out, f'not the workdir: {why} ({path})')
+      if not checks.errors:
+        problem = _foreign_out(FLAGS.out, FLAGS.workdir)
+        checks.require(problem is None, 'out', FLAGS.out, f'a new or empty folder, or a model exported from this '
+                       f'workdir before ({problem})')
   return not checks.report('export')
+
+
+def _foreign_out(out: str, workdir: str) -> str | None:
+  """What in --out would be lost to another run (None when nothing): a training workdir, files that are not an
+  exported model's, or a model exported from another workdir. Exporting the same workdir again replaces its
+  files, as a newer checkpoint of the same run should."""
+  folder = epath.Path(out)
+  if not folder.exists():
+    return None
+  if workdir_lib.is_training_workdir(out):
+    return 'it is another training workdir: its config.json would be overwritten'
+  names = sorted(p.name for p in folder.iterdir() if not p.name.startswith('.'))
+  foreign = [n for n in names if n not in (workdir_lib.CONFIG, *workdir_lib.EXPORTED_FILES)]
+  if foreign:
+    return f'it holds other files: {", ".join(foreign[:3])}{", ..." if len(foreign) > 3 else ""}'
+  if workdir_lib.MODEL_INFO in names:
+    try:
+      source = json.loads(folder.joinpath(workdir_lib.MODEL_INFO).read_text()).get('workdir')
+    except (OSError, ValueError, AttributeError):
+      source = None
+    if source is None or cli.path(source) != cli.path(workdir):
+      return (f'it holds the model {_model_name(folder)} exported from {source or "an unknown workdir"}; remove it '
+              'first to replace it')
+  elif names:
+    return f'it holds {", ".join(names)} of another model'
+  return None
+
+
+def _model_name(folder: epath.Path) -> str:
+  try:
+    return repr(json.loads(folder.joinpath(workdir_lib.MODEL_INFO).read_text()).get('name'))
+  except (OSError, ValueError, AttributeError):
+    return '(unnamed)'
+
 
 
 def main(argv):

@@ -28,6 +28,7 @@ from difcon_jax import config_base
 from difcon_jax import grid as grid_lib
 from difcon_jax import metrics
 from difcon_jax.data import corpus as corpus_lib
+from difcon_jax.io import measured
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
 from difcon_jax.models import heads
@@ -129,8 +130,11 @@ def check_flags() -> bool:
     corpus_lib.dataset_dir(FLAGS.corpus)
   except FileNotFoundError as e:
     checks.require(False, 'corpus', FLAGS.corpus, str(e).split(': ', 1)[-1])
+  checks.number('min_intensity', FLAGS.min_intensity, 0, 1, hi_open=True)
+  checks.number('seed', FLAGS.seed, 0, 2**32 - 1, integer=True)  # the trees' random_state
+  checks.number('eval_seed', FLAGS.eval_seed, 0, 2**32 - 1, integer=True)
   if FLAGS.experimental:
-    checks.require(os.path.isfile(FLAGS.experimental), 'experimental', FLAGS.experimental, 'an .npz file that exists')
+    _check_experimental(checks)
   if FLAGS.out and checks.output_dir('out', FLAGS.out):
     corpus_files = [(os.path.join(FLAGS.corpus, name), f'the corpus\'s {name}') for name in (corpus_lib.NAME,
                                                                                           'build_report.json')]
@@ -138,6 +142,18 @@ def check_flags() -> bool:
                                            [FLAGS.experimental] if FLAGS.experimental else [], corpus_files):
       checks.require(False, flag, FLAGS.out, f'{why} ({path})')
   return not checks.report('hand')
+
+
+def _check_experimental(checks: cli.Checks) -> None:
+  """--experimental: an .npz of measured patterns that can be read (read here, before minutes of training the
+  trees, rather than after them)."""
+  if not checks.require(FLAGS.experimental.endswith('.npz') and os.path.isfile(FLAGS.experimental), 'experimental',
+                        FLAGS.experimental, 'an .npz file that exists (the layout of rruff_dev.npz)'):
+    return
+  try:
+    measured.read_set(FLAGS.experimental, None)
+  except (patterns_lib.PatternError, OSError, ValueError) as e:
+    checks.require(False, 'experimental', FLAGS.experimental, f'a readable .npz of measured patterns ({e})')
 
 
 def main(argv):

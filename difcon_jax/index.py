@@ -1,7 +1,7 @@
 r"""Indexing: unit cells from the peak positions of measured patterns (the paper's NTREOR baseline).
 
   python -m difcon_jax.index --input=PATH [--input=PATH ...] [PATH ...] [--wavelength=1.5406 | --anode=Cu] \
-      [--output=cells.csv] [--top=3]
+      [--output=runs/cells.csv] [--top=3]
   python -m difcon_jax.index --evaluate --corpus=DIR [--examples=N] [--experimental=PATTERNS.npz] [--out=DIR]
 
 Each file is read, converted and background-subtracted by the loader `predict` uses (io.measured.load), its
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 
@@ -36,8 +37,11 @@ import numpy as np
 from difcon_jax import cli
 from difcon_jax import config_base
 from difcon_jax import grid as grid_lib
+from difcon_jax.augment import params as augment_params
+from difcon_jax.data import corpus as corpus_lib
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import wavelength as wavelength_lib
+from difcon_jax.indexing import combine
 from difcon_jax.indexing import evaluation
 from difcon_jax.indexing import peaks as peaks_lib
 from difcon_jax.indexing import search
@@ -52,7 +56,7 @@ NO_SOLUTION = 'no solution'
 def define_flags():
   defaults = search.Settings()
   cli.define_pattern_input_flags()
-  flags.DEFINE_string('output', 'cells.csv', 'CSV to write.')
+  flags.DEFINE_string('output', 'runs/cells.csv', 'CSV to write (its folder is made).')
   flags.DEFINE_integer('top', 3, 'Cells per file in the CSV.')
   flags.DEFINE_bool('remove_background', True, 'Subtract a SNIP background before picking peaks.')
   flags.DEFINE_bool('kalpha2', True, 'Remove the Kα2 lines of resolved doublets (for an anode\'s weighted Kα).')
@@ -70,6 +74,17 @@ def define_flags():
   flags.DEFINE_string('experimental', None, 'Measured patterns (.npz like rruff_dev.npz) for --evaluate.')
   flags.DEFINE_integer('eval_seed', config_base.paper_config().eval_seed, 'Seed of the rendered sets\' draws.')
   flags.DEFINE_string('out', None, 'Folder for --evaluate\'s metrics.json and per-pattern predictions.')
+  flags.DEFINE_bool('fit_combination', False, 'Fit the combination of a model\'s crystal system with the search\'s '
+                    'cells (indexing/combine.py, used by predict --index) on held-out simulated patterns of --corpus '
+                    'instead, and write it beside the model (--checkpoint/combination.json).')
+  flags.DEFINE_string('checkpoint', None, 'With --fit_combination: the model (default: the bundled model).')
+  flags.DEFINE_string('distribution', 'lab', 'With --fit_combination: the augmentation the patterns are rendered '
+                      'with (augment/params.py).')
+  flags.DEFINE_integer('start', 4096, 'With --fit_combination: the first test structure used (the trainer\'s '
+                       'evaluation reads the first config.eval_examples; these are further in).', lower_bound=0)
+  flags.DEFINE_float('budget', combine.DEFAULT_BUDGET, 'Seconds of search per pattern (--fit_combination); a '
+                     'search that runs out of it keeps the network\'s answer.')
+  flags.DEFINE_integer('workers', None, 'Search processes (default: the CPU cores).', lower_bound=1)
 
 
 def settings_from_flags() -> search.Settings:
@@ -111,6 +126,18 @@ def cell_columns(solutions: list[search.Solution], top: int) -> dict:
   return row
 
 
+def cell_line(row: dict) -> str:
+  """What the terminal shows of a file's row: its best cell (system, a b c alpha beta gamma, volume, M_N and the
+  unindexed lines) or that there is none."""
+  if row.get('crystal_system') == NO_SOLUTION or 'cell_1_a' not in row:
+    best = f"; best try {row['cell_1_system']} M{row['cell_1_N']} {row['cell_1_M_N']}" if 'cell_1_a' in row else ''
+    return f"{row['file']}: no solution ({row['lines']} lines{best})"
+  c = {k: row[f'cell_1_{k}'] for k in ('a', 'b', 'c', 'alpha', 'beta', 'gamma', 'volume', 'N', 'M_N', 'unindexed')}
+  return (f"{row['file']}: {row['crystal_system']} a {c['a']} b {c['b']} c {c['c']} Å, α {c['alpha']} β {c['beta']} "
+          f"γ {c['gamma']}°, V {c['volume']} Å³, M{c['N']} {c['M_N']}, {c['unindexed']} of {c['N']} lines "
+          f"unindexed")
+
+
 def index_files(paths: list[str], wavelength: float | None, settings: search.Settings, top: int = 3,
                 remove_background: bool = True, kalpha2: bool = True) -> list[dict]:
   """One row per file (dicts, in input order)."""
@@ -142,7 +169,18 @@ def check_flags() -> tuple[bool, float | None]:
   checks.number('max_unindexed', FLAGS.max_unindexed, 0, FLAGS.lines, integer=True)
   checks.number('tolerance', FLAGS.tolerance, 0, 1, lo_open=True)
   checks.number('max_volume', FLAGS.max_volume, 1, lo_open=True)
-  if FLAGS.evaluate:
+  if FLAGS.fit_combination:
+    checks.require(not FLAGS.evaluate, 'evaluate', FLAGS.evaluate, 'not with --fit_combination')
+    if checks.require(bool(FLAGS.corpus), 'corpus', FLAGS.corpus, 'with --fit_combination: a corpus folder'):
+      try:
+        corpus_lib.dataset_dir(FLAGS.corpus)
+      except FileNotFoundError as e:
+        checks.require(False, 'corpus', FLAGS.corpus, str(e).split(': ', 1)[-1])
+    checks.require(FLAGS.distribution in augment_params.DISTRIBUTIONS, 'distribution', FLAGS.distribution,
+                   f'one of {", ".join(augment_params.DISTRIBUTIONS)}')
+    checks.number('budget', FLAGS.budget, 0, lo_open=True)
+    checks.number('examples', FLAGS.examples, 100, integer=True, allow_none=True)
+  elif FLAGS.evaluate:
     checks.require(bool(FLAGS.corpus or FLAGS.experimental), 'corpus', FLAGS.corpus,
                    'a corpus folder (or give --experimental)')
     checks.require(all(s in evaluation.SETS[:3] for s in FLAGS.sets), 'sets', ','.join(FLAGS.sets),
@@ -189,6 +227,39 @@ def evaluate(settings: search.Settings) -> dict:
   return results
 
 
+def fit_combination(settings: search.Settings) -> int:
+  """Fits indexing.combine's combination for a model on held-out simulated patterns and writes it beside the
+  model; prints its accuracy on them against the network's and the search's alone."""
+  from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top  (jax: only this mode needs it)
+  from difcon_jax import inference  # pylint: disable=g-import-not-at-top
+  model = inference.Model(FLAGS.checkpoint)
+  out = os.path.join(model.folder, combine.COMBINATION_FILE)
+  data = eval_sets.SimulatedSet(FLAGS.corpus, FLAGS.distribution, model.config.num_bins, model.config.two_theta_max,
+                                64, model.config.get('eval_seed', 1), FLAGS.examples or 1500, start=FLAGS.start)
+  x, kept = [], []
+  batches = (kept.append(b) or b for b in data)
+  preds = eval_sets.run(model, batches, keep_logits=True)
+  x = np.concatenate([np.asarray(b.x)[:b.count] for b in kept])
+  evidence = combine.search_patterns(x, grid_lib.bin_centres(model.grid), model.wavelength, FLAGS.budget,
+                                     FLAGS.workers, settings=settings)
+  truth = preds.labels['crystal_system']
+  record = {'model': model.source, 'corpus': os.path.abspath(FLAGS.corpus), 'split': 'test',
+            'structures': [FLAGS.start, FLAGS.start + len(x)], 'distribution': FLAGS.distribution,
+            'budget_s': FLAGS.budget, 'command': ' '.join(sys.argv)}
+  fitted = combine.fit(combine.network_probs(preds.logits), evidence, truth, record, settings)
+  fitted.save(out)
+  net = np.argmax(combine.network_probs(preds.logits), 1)
+  both = np.argmax(combine.combined_probs(combine.network_probs(preds.logits), evidence, fitted, settings), 1)
+  alone = np.array([spacegroups.CRYSTAL_SYSTEMS.index(e.chosen.crystal_system) if e.chosen else -1
+                    for e in evidence])
+  timed_out = np.mean([e.timed_out for e in evidence])
+  print(f'combination fitted on {fitted.record["fitted_on"]} of {len(x)} patterns ({FLAGS.distribution}, '
+        f'{FLAGS.corpus} test structures {FLAGS.start}-{FLAGS.start + len(x) - 1}; {timed_out:.1%} searches out of '
+        f'time): crystal system on these patterns: network {np.mean(net == truth):.3f}, indexing alone '
+        f'{np.mean(alone == truth):.3f}, combined {np.mean(both == truth):.3f} -> {out}')
+  return 0
+
+
 def main(argv):
   ok, wl = check_flags()
   if not ok:
@@ -197,6 +268,8 @@ def main(argv):
   if FLAGS.evaluate:
     evaluate(settings)
     return 0
+  if FLAGS.fit_combination:
+    return fit_combination(settings)
   inputs = cli.pattern_inputs(argv)
   if not inputs:
     raise app.UsageError('give pattern files with --input (or as arguments)')
@@ -206,6 +279,9 @@ def main(argv):
     return cli.USAGE_ERROR
   rows = index_files(paths, wl, settings, FLAGS.top, FLAGS.remove_background, FLAGS.kalpha2)
   outputs.write_rows(FLAGS.output, rows)
+  for row in rows:
+    if row['status'] == 'ok':
+      print(cell_line(row))
   failed = sum(r['status'] != 'ok' for r in rows)
   solved = sum(r.get('crystal_system', NO_SOLUTION) != NO_SOLUTION for r in rows)
   print(f'{solved} indexed, {len(rows) - failed - solved} without a solution, {failed} failed -> {FLAGS.output}')
@@ -214,4 +290,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

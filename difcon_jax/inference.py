@@ -54,12 +54,14 @@ class Model:
     config: the training config.
     step: the training step of the weights.
     source: where the weights came from, for the user ('bundled model ...', 'workdir ... step N').
+    folder: the model's folder.
   """
 
   def __init__(self, path: str | None = None, which: str = 'best'):
     """path: a local or cloud (gs://) folder; None: the bundled model. which: 'best' or 'latest' checkpoint of a
     training workdir."""
     path = os.fspath(path or BUNDLED_MODEL)
+    self.folder = path  # where files fitted for this model live (indexing.combine's combination.json)
     self.config, self.model, expected = read_config(path)
     self.grid = grid_lib.from_config(self.config)
     # Models trained before config.json recorded it were trained at the one wavelength there was.

@@ -5,8 +5,8 @@ r"""Bragg peak lists of CIF files.
 
 jsonl prints one object per file: {"file", "formula", "space_group", "crystal_system", "extinction_group",
 "peaks": [{"two_theta", "d", "hkl", "multiplicity", "intensity"}]}, intensity scaled so the strongest peak is 100.
-A file that fails gives {"file", "error"} (in the table: a line "# FILE: error: ...") and the others still come
-out; the exit status is 1 if any failed. Each file is read in a worker process with a memory cap, so a file that
+A file that fails gives {"file", "error"} (in the table: a line "# FILE: error: ...", also on stderr when the
+output goes to a file or a pipe) and the others still come out; the exit status is 1 if any failed. Each file is read in a worker process with a memory cap, so a file that
 crashes a native library or needs too much memory is that file's error, not the end of the run.
 """
 
@@ -129,7 +129,8 @@ def main(argv: Sequence[str]) -> int:
         failed += 1
         print(json.dumps(record) if FLAGS.format == 'jsonl' else f"# error: {record['error'].replace(chr(10), ' ')}",
               flush=True)
-        print(f"error: {record['error']}", file=sys.stderr, flush=True)
+        if not sys.stdout.isatty():  # on a terminal the line above is already before the user's eyes
+          print(f"error: {record['error']}", file=sys.stderr, flush=True)
         continue
       print(json.dumps(record) if FLAGS.format == 'jsonl' else _table(record) + '\n', flush=True)
   except BrokenPipeError:  # the reader went away (| head): stop quietly

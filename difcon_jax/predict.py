@@ -35,6 +35,7 @@ from difcon_jax import cli
 from difcon_jax import grid as grid_lib
 from difcon_jax import summary
 from difcon_jax.crystallography import spacegroups
+from difcon_jax.indexing import combine
 from difcon_jax.io import measured
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
@@ -55,6 +56,14 @@ def define_flags():
                     'programs) or summary (first label per head and the ranked space groups in one cell).')
   flags.DEFINE_string('report', None, 'Also write an HTML report into this folder (DIR/index.html: plots of each '
                       'pattern as read and as the model saw it, predictions as bars, a sortable table).')
+  flags.DEFINE_bool('index', True, 'Search unit cells from the picked peaks (difcon_jax/indexing) and rank the '
+                    'crystal systems by the network and the cells together (indexing/combine.py, fitted for the model: '
+                    'its combination.json; a model without one keeps the network\'s ranking and says so); the '
+                    'extinction groups and space groups follow. Adds the cells (index_*, cell_*, <system>_cell '
+                    'columns) and whether network and indexing agree. --noindex: the network alone.')
+  flags.DEFINE_float('index_budget', combine.DEFAULT_BUDGET, 'With --index: seconds of cell search per pattern; a '
+                     'search out of time keeps the network\'s ranking and says so.')
+  flags.DEFINE_integer('index_workers', None, 'With --index: search processes (default: the CPU cores).')
   flags.DEFINE_bool('check_cells', False, 'Also say whether a cell of the predicted crystal system indexes the '
                     'picked peaks (columns cell_check, cell_check_m: its M20, cell_check_cell; difcon_jax/indexing).')
 
@@ -68,30 +77,55 @@ def prepare(path, grid, wavelength, remove_background=True,
   return m.values, list(m.warnings)
 
 
+def _read_at(m: measured.Measured, given: float | None, training: float) -> str:
+  """'0.7107 Å (the file)': the wavelength a pattern was read at and where it came from, for its row."""
+  if m.wavelength is None:
+    return ''
+  if given is not None:
+    source = 'the command line'
+  elif m.file_wavelength is not None:
+    source = 'the file'
+  else:
+    source = f'not in the file: the training wavelength {training:g} Å assumed'
+  return f'{m.wavelength:g} Å ({source})'
+
+
 def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_background=True, progress=True,
-                  views: int = 0, check_cells: bool = False):
+                  views: int = 0, check_cells: bool = False, index: bool = False, combination=None,
+                  index_budget: float | None = combine.DEFAULT_BUDGET, index_workers: int | None = None):
   """Rows (dicts, in input order; summary.prediction_rows), the embeddings [good files, dim] and the report entries
   of the first `views` files (report.Entry: the pattern as read and on the model grid, decimated; [] when views
-  is 0)."""
+  is 0). With `index`, cells are searched (index_budget CPU seconds per pattern, index_workers processes) and the
+  rows get summary.index_columns; with a `combination` too (indexing.combine, fitted for the model) the crystal
+  systems are ranked by both, else by the network alone."""
   from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top
   from difcon_jax import report  # pylint: disable=g-import-not-at-top
   statuses, values, shown = [], [], []
   bar = tqdm.tqdm(paths, desc='reading', unit='file', file=sys.stderr, disable=not progress)
   for path in bar:
     m = measured.load(path, model.grid, wavelength, model.wavelength, remove_background)
-    statuses.append(summary.status_row(m.name, m.error, m.warnings))
+    statuses.append({**summary.status_row(m.name, m.error, m.warnings),
+                     'wavelength': _read_at(m, wavelength, model.wavelength)})
     if m.ok:
       values.append(m.values)  # only the values: the patterns as read are kept for the report's files alone
-    else:
-      bar.write(f'error: {m.error}', file=sys.stderr)  # above the progress bar, not through it
     if len(shown) < views:
       shown.append(m)  # with the pattern as read, for the report
   x = np.stack(values) if values else np.zeros((0, model.grid.num_bins), np.float32)
   batches = eval_sets.grid_batches(x, [s['file'] for s in statuses if s['status'] == 'ok'], batch_size)
   preds = eval_sets.run(model, tqdm.tqdm(batches, desc='predicting', unit='batch', file=sys.stderr,
                                          total=-(-len(x) // batch_size), disable=not progress),
-                        top_k, embeddings=True)
+                        top_k, embeddings=True, keep_logits=index)
+  evidence = []
+  if index and len(x):
+    network_first = np.argmax(combine.network_probs(preds.logits), 1)
+    evidence = combine.search_patterns(x, grid_lib.bin_centres(model.grid), model.wavelength, index_budget,
+                                       index_workers, progress)
+    if combination is not None:
+      preds, _ = eval_sets.with_index(preds, evidence, combination, top_k)
   rows = summary.prediction_rows(statuses, preds.ranked, top_k)
+  for j, row in enumerate(r for r in rows if r['status'] == 'ok' and evidence):
+    row.update(summary.index_columns(evidence[j], spacegroups.CRYSTAL_SYSTEMS[network_first[j]],
+                                     row['crystal_system_1']))
   if check_cells:  # does the network's crystal system index the peaks? (indexing.check_columns)
     from difcon_jax import indexing  # pylint: disable=g-import-not-at-top
     for j, row in enumerate(r for r in rows if r['status'] == 'ok'):
@@ -108,6 +142,8 @@ def check_flags() -> tuple[bool, float | None]:
   wl = checks.wavelength(FLAGS.wavelength, FLAGS.anode, allow_none=True)
   checks.number('top_k', FLAGS.top_k, 1, spacegroups.NUM_SPACE_GROUPS, integer=True)
   checks.number('batch_size', FLAGS.batch_size, 1, integer=True)
+  checks.number('index_budget', FLAGS.index_budget, 0, lo_open=True)
+  checks.number('index_workers', FLAGS.index_workers, 1, integer=True, allow_none=True)
   checks.output_file('output', FLAGS.output)
   checks.output_file('embeddings', FLAGS.embeddings, allow_none=True)
   if FLAGS.report is not None:
@@ -133,7 +169,10 @@ def main(argv):
   ok, wl = check_flags()
   if not ok:
     return cli.USAGE_ERROR
-  paths = patterns_lib.expand_inputs(inputs)
+  found = patterns_lib.find_inputs(inputs)
+  for line in found.skipped:  # no file is passed over without a word
+    print(f'skipped {outputs.escape(line)}', file=sys.stderr)
+  paths = found.paths
   if not paths:
     print(f'error: no pattern files in {inputs}', file=sys.stderr)
     return 2
@@ -142,12 +181,20 @@ def main(argv):
     return cli.USAGE_ERROR
   try:
     model = inference.Model(FLAGS.checkpoint)
-  except (FileNotFoundError, inference.ModelError) as e:
+    combination = combine.find(model.folder) if FLAGS.index else None
+  except (FileNotFoundError, inference.ModelError, combine.CombinationError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  if FLAGS.index and combination is None:
+    print(f'note: the model {model.folder} has no {combine.COMBINATION_FILE} (the combination of its crystal system '
+          f'with the cells, fitted for it): the crystal systems are ranked by the network alone, the cells shown '
+          f'beside; fit one with python -m difcon_jax.index --fit_combination --checkpoint={model.folder} '
+          f'--corpus=CORPUS', file=sys.stderr)
   from difcon_jax import report  # pylint: disable=g-import-not-at-top
   rows, emb, seen = predict_files(paths, model, wl, FLAGS.top_k, FLAGS.batch_size, FLAGS.remove_background,
-                                  views=report.MAX_DETAILS if FLAGS.report else 0, check_cells=FLAGS.check_cells)
+                                  views=report.MAX_DETAILS if FLAGS.report else 0, check_cells=FLAGS.check_cells,
+                                  index=FLAGS.index, combination=combination, index_budget=FLAGS.index_budget,
+                                  index_workers=FLAGS.index_workers)
   written = [summary.narrow(r) for r in rows] if FLAGS.format == 'summary' else rows
   try:
     outputs.write_rows(FLAGS.output, written)
@@ -166,6 +213,10 @@ def main(argv):
   tables = summary.terminal(rows)
   if tables:
     print(tables + '\n')
+  else:  # too many files for a table each: the errors one line each, once
+    for r in rows:
+      if r['status'] != 'ok':
+        print(f"error: {r['error']}", file=sys.stderr)
   counts = (f'{len(rows) - failed} predicted, {failed} failed' if tables else summary.overview(rows))
   if FLAGS.report:
     print(f'report: {page}')

@@ -72,9 +72,11 @@ def entry(name: str, row: dict, pattern=None, wavelength: float | None = None, g
   return Entry(name, row, measured, wl, grid)
 
 
-def _svg_plot(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, kind: str, xlim=None) -> str:
+def _svg_plot(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, kind: str, xlim=None,
+              marks: list[tuple[float, str]] = ()) -> str:
   """An inline SVG line plot with ticks (matplotlib's MaxNLocator) and axis labels; counts of 10^5 and more are
-  shown scaled, the power of ten in the axis label."""
+  shown scaled, the power of ten in the axis label. marks: (x, label) of lines to mark with a tick under the top of
+  the frame (the indexed lines, their hkl as the tick's tooltip)."""
   power = int(np.floor(np.log10(float(np.abs(y).max())))) if np.abs(y).max() >= 1e5 else 0
   if power:
     y, ylabel = y / 10.0**power, f'{ylabel} (×10{str(power).translate(_SUPERSCRIPT)})'
@@ -97,6 +99,10 @@ def _svg_plot(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, kind: str,
       parts.append(f'<text class="tick" x="{_M["left"] - 5}" y="{sy(v) + 4:.1f}" text-anchor="end">{v:.4g}</text>')
   points = ' '.join(f'{sx(a):.1f},{sy(b):.1f}' for a, b in zip(x, y))
   parts.append(f'<polyline class="trace" points="{points}"/>')
+  for v, label in marks:
+    if x0 <= v <= x1:
+      parts.append(f'<line class="mark" x1="{sx(v):.1f}" x2="{sx(v):.1f}" y1="{_M["top"]}" y2="{_M["top"] + 14}">'
+                   f'<title>{html.escape(label)}</title></line>')
   parts.append(f'<text class="axis" x="{_M["left"] + pw / 2}" y="{_H - 6}" text-anchor="middle">'
                f'{html.escape(xlabel)}</text>')
   parts.append(f'<text class="axis" transform="translate(13 {_M["top"] + ph / 2}) rotate(-90)" '
@@ -135,11 +141,49 @@ def _bars(row: dict) -> str:
 
 
 def short_names(names: list[str]) -> tuple[list[str], str]:
-  """(names relative to the folder they all lie in, that folder) for file paths; (names, '') otherwise."""
+  """(names relative to the folder they all lie in, that folder) for file paths; (names, '') otherwise. Absolute
+  and relative paths may be mixed (compared as absolute paths); names on different drives or of no common folder
+  are kept whole."""
   if not names or not all(os.sep in n for n in names):
     return list(names), ''
-  base = os.path.commonpath([os.path.dirname(n) for n in names])
-  return [os.path.relpath(n, base) if base else n for n in names], base
+  absolute = [os.path.abspath(n) for n in names]
+  try:
+    base = os.path.commonpath([os.path.dirname(n) for n in absolute])
+  except ValueError:  # no common folder (Windows drives)
+    return list(names), ''
+  if base in ('', os.sep):
+    return list(names), ''
+  return [os.path.relpath(n, base) for n in absolute], base
+
+
+def index_marks(row: dict) -> list[tuple[float, str]]:
+  """(2θ, 'h k l') of the lines the shown cell indexes (predict --index's cell_lines column), else []."""
+  marks = []
+  for part in (row.get('cell_lines') or '').split('; '):
+    fields = part.split()
+    if len(fields) == 4:
+      marks.append((float(fields[0]), f'{fields[0]}°: {" ".join(fields[1:])}'))
+  return marks
+
+
+def _indexing(row: dict) -> str:
+  """predict --index's paragraph: the cell beside the answer, its M20 and unindexed lines, the agreement."""
+  if 'index_status' not in row:
+    return ''
+  status = row['index_status']
+  cls = 'agreed' if status == 'agreed' else 'disagreed' if status.startswith('disagreed') else 'fallback'
+  if row.get('cell'):
+    a, b, c, al, be, ga = (float(v) for v in row['cell'].split())
+    cell = (f'{row["cell_system"]} cell a {a:.4f}, b {b:.4f}, c {c:.4f} Å, α {al:.2f}, β {be:.2f}, γ {ga:.2f}°, '
+            f'V {float(row["cell_volume"]):.1f} Å³; M20 {float(row["cell_m20"]):.1f}, {row["cell_unindexed"]} '
+            f'lines unindexed (indexed lines marked on the model-grid plot)')
+  else:
+    cell = 'no cell'
+  one = (' Trigonal or hexagonal: one lattice, so the network decides between them.'
+         if row.get('crystal_system_1') in ('trigonal', 'hexagonal') else '')
+  network, indexing = row.get('network_crystal_system', ''), row.get('index_crystal_system', '')
+  return (f'<p class="indexing {cls}"><b>Indexing:</b> {html.escape(cell)}. Network {html.escape(network)}, '
+          f'indexing {html.escape(indexing)}: {html.escape(status)}.{one}</p>')
 
 
 def _section(i: int, e: Entry, short: str, training_wavelength: float) -> str:
@@ -162,10 +206,12 @@ def _section(i: int, e: Entry, short: str, training_wavelength: float) -> str:
     plots.append(f'<figure class="plot" data-plot="model-grid"><figcaption>What the model saw: on its grid, '
                  f'{how[0]} λ = {training_wavelength:g} Å, {how[1]}</figcaption>'
                  + _svg_plot(*e.grid, f'2θ (°, λ = {training_wavelength:g} Å)', 'model input', 'model-grid',
-                             (np.floor(e.grid[0].min()), np.ceil(e.grid[0].max()))) + '</figure>')
+                             (np.floor(e.grid[0].min()), np.ceil(e.grid[0].max())), index_marks(row))
+                 + '</figure>')
   if plots:
     out.append('<div class="plots">' + ''.join(plots) + '</div>')
   if row['status'] == 'ok':
+    out.append(_indexing(row))
     out.append(_bars(row))
   out.append('</section>')
   return ''.join(out)
@@ -181,6 +227,9 @@ def _cell(text, sort=None, cls: str = '') -> str:
 def _summary_table(entries: list[Entry], shorts: list[str], linked: int) -> str:
   labelled = any(_truth(e.row) for e in entries)
   heads = ['#', 'pattern', 'status', 'crystal system', 'p', 'extinction group', 'p', 'space group', 'p']
+  indexed = any('index_status' in e.row for e in entries)
+  if indexed:
+    heads += ['cell (indexing)', 'M20', 'network / indexing']
   if labelled:
     heads += ['true crystal system', 'true space group']
   heads.append('warnings / error')
@@ -198,6 +247,11 @@ def _summary_table(entries: list[Entry], shorts: list[str], linked: int) -> str:
         cells += [_cell(top.text, sort, 'label'), _cell(f'{top.p:.3f}', cls='num')]
     else:
       cells += [_cell('')] * 6
+    if indexed:
+      cell = row.get('cell', '')
+      short_cell = ' '.join(f'{float(v):.3f}' if k < 3 else f'{float(v):.1f}' for k, v in enumerate(cell.split()))
+      cells += [_cell(short_cell, cls='cell'), _cell(row.get('cell_m20', ''), cls='num'),
+                _cell(row.get('index_status', ''), cls='agree' if row.get('index_status') == 'agreed' else 'notes')]
     if labelled:
       truth = _truth(row)
       hit = lambda h: truth and row['status'] == 'ok' and summary.ranked(row)[h][0].text == truth[h]
@@ -266,7 +320,10 @@ figure{margin:0}figure.plot{flex:1 1 480px;max-width:720px}
 figcaption{font-size:12px;color:#444;margin-bottom:2px}
 svg.plot-svg{width:100%;height:auto;background:#fff}
 svg .frame{fill:none;stroke:#999}svg .grid{stroke:#eee}svg .trace{fill:none;stroke:#1f5ea8;stroke-width:1}
-svg[data-kind=measured] .trace{stroke:#555}
+svg[data-kind=measured] .trace{stroke:#555}svg .mark{stroke:#c0392b;stroke-width:1.5}
+p.indexing{margin:8px 0 0;padding:6px 10px;border-radius:4px;background:#eef5ee;border:1px solid #b9d8bd}
+p.indexing.disagreed{background:#fff3e6;border-color:#f0c08a}p.indexing.fallback{background:#f1f1f1;border-color:#ccc}
+td.cell{font-size:12px;white-space:nowrap}td.agree{color:#17692c}
 svg .tick{font-size:11px;fill:#555}svg .axis{font-size:12px;fill:#333}
 .bars{display:flex;flex-wrap:wrap;gap:22px;margin-top:10px}
 .head{flex:1 1 300px;max-width:420px}

@@ -12,6 +12,10 @@ shows VIEWS x VIEWS blocks on the diagonal. Next to the figure (OUT with .json) 
 - within: mean similarity of two views of the same structure (the blocks, off their diagonal);
 - between: mean similarity of views of different structures;
 - retrieval_top1: share of patterns whose most similar other pattern is a view of the same structure.
+
+Bad input: the flags, the models' folders, the corpus (its test split must hold --phases structures) and the
+outputs are checked before any model is loaded (one line each, exit status 2): the figure and its .json must be two
+files (an --out ending in .json is refused), and neither may overwrite a model's files or the corpus.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -28,10 +33,12 @@ import numpy as np
 from difcon_jax import cli
 from difcon_jax import eval_sets
 from difcon_jax import inference
+from difcon_jax import workdir as workdir_lib
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
 from difcon_jax.data import corpus as corpus_lib
 from difcon_jax.data import input_pipeline
+from difcon_jax.io import outputs
 
 FLAGS = flags.FLAGS
 
@@ -117,32 +124,106 @@ def define_flags():
   flags.DEFINE_string('out', 'similarity.png', 'Figure (PNG); the numbers go to the same name with .json.')
 
 
+def _json_path(out: str) -> str:
+  return os.path.splitext(out)[0] + '.json'
+
+
+def check_flags() -> bool:
+  """Prints one line per bad flag (what is allowed); True when all are fine. Before any model is loaded or any
+  pattern rendered, and nothing is created."""
+  checks = cli.Checks()
+  checks.number('phases', FLAGS.phases, 2, integer=True)  # 'between' needs two structures
+  checks.number('views', FLAGS.views, 2, integer=True)  # 'within' needs two views of a structure
+  checks.number('batch_size', FLAGS.batch_size, 1, integer=True)
+  checks.number('seed', FLAGS.seed, 0, 2**32 - 1, integer=True)
+  checks.require(FLAGS.distribution in augment_params.DISTRIBUTIONS, 'distribution', FLAGS.distribution,
+                 f'one of {", ".join(augment_params.DISTRIBUTIONS)}')
+  paths = FLAGS.checkpoint or [None]
+  checks.require(not FLAGS.label or len(FLAGS.label) == len(paths), 'label', ','.join(FLAGS.label),
+                 f'one per --checkpoint ({len(paths)} given)')
+  for p in FLAGS.checkpoint:
+    checks.require(workdir_lib.path(p, workdir_lib.CONFIG).exists(), 'checkpoint', p,
+                   'a training workdir or exported model (with config.json)')
+  _check_corpus(checks)
+  if checks.output_file('out', FLAGS.out):
+    protected = [f for p in paths for f in inference.model_files(p)]
+    protected += [(FLAGS.corpus, 'the corpus')] if FLAGS.corpus else []
+    for flag, path, why in outputs.clashes({'out': FLAGS.out, 'out numbers': _json_path(FLAGS.out)},
+                                           protected=protected):
+      extra = ' (the numbers go to the same name with .json: give the figure a .png name)' \
+          if path == _json_path(FLAGS.out) else ''
+      checks.require(False, flag, FLAGS.out, f'{why} ({path}){extra}')
+  return not checks.report('similarity')
+
+
+def _check_corpus(checks: cli.Checks) -> None:
+  """--corpus: a corpus whose test split holds at least --phases structures."""
+  try:
+    size = corpus_lib.splits(FLAGS.corpus).get('test', 0)
+  except (FileNotFoundError, corpus_lib.CorpusError) as e:
+    checks.require(False, 'corpus', FLAGS.corpus, str(e).split(': ', 1)[-1])
+    return
+  checks.require(size >= 2, 'corpus', FLAGS.corpus, f'a corpus with a test split of at least 2 structures (it has '
+                 f'{size})')
+  if size >= 2 and isinstance(FLAGS.phases, int) and FLAGS.phases > size:
+    checks.require(False, 'phases', FLAGS.phases, f'at most {size}, the structures of the test split of '
+                   f'{FLAGS.corpus}')
+
+
+def load_models(paths: list, labels: list[str]) -> list[inference.Model]:
+  """The models, all on the first one's grid. Raises inference.ModelError naming the model that fails."""
+  models = []
+  for path, label in zip(paths, labels):
+    try:
+      model = inference.Model(path, FLAGS.weights)
+    except FileNotFoundError as e:
+      raise inference.ModelError(str(e)) from None
+    first = (models or [model])[0].config
+    if (model.config.num_bins, model.config.two_theta_max) != (first.num_bins, first.two_theta_max):
+      raise inference.ModelError(f'{label}: another grid ({model.config.num_bins} bins to '
+                                 f'{model.config.two_theta_max}°) than {labels[0]} ({first.num_bins} bins to '
+                                 f'{first.two_theta_max}°); models shown side by side must read one grid')
+    models.append(model)
+  return models
+
+
 def main(argv):
   del argv
+  if not check_flags():
+    return cli.USAGE_ERROR
   paths = FLAGS.checkpoint or [None]
   labels = FLAGS.label or [os.path.basename(os.path.normpath(p)) if p else 'bundled' for p in paths]
-  if len(labels) != len(paths):
-    raise app.UsageError(f'{len(labels)} --label for {len(paths)} --checkpoint')
-  models = [inference.Model(p, FLAGS.weights) for p in paths]
+  try:
+    models = load_models(paths, labels)
+  except inference.ModelError as e:
+    print(f'similarity: error: {e}', file=sys.stderr)
+    return cli.USAGE_ERROR
   grid = models[0].config
-  x, structure = render_views(FLAGS.corpus, FLAGS.phases, FLAGS.views, FLAGS.distribution, grid.num_bins,
-                              grid.two_theta_max, FLAGS.seed)
+  try:
+    x, structure = render_views(FLAGS.corpus, FLAGS.phases, FLAGS.views, FLAGS.distribution, grid.num_bins,
+                                grid.two_theta_max, FLAGS.seed)
+  except (ValueError, corpus_lib.CorpusError) as e:  # a split cut short or damaged since the check
+    print(f'similarity: error: {e}', file=sys.stderr)
+    return 1
   matrices, summaries = [], []
   for model, label in zip(models, labels):
-    if (model.config.num_bins, model.config.two_theta_max) != (grid.num_bins, grid.two_theta_max):
-      raise app.UsageError(f'{label}: another grid than {labels[0]}')
     sim = cosine_similarity(embed(model, x, FLAGS.batch_size))
     summary = {'model': label, 'source': model.source, **block_summary(sim, structure)}
     print(f"{label} ({model.source}): within {summary['within']:.3f}  between {summary['between']:.3f}  "
           f"contrast {summary['contrast']:.3f}  retrieval top-1 {summary['retrieval_top1']:.3f}")
     matrices.append(sim)
     summaries.append(summary)
-  plot(matrices, labels, summaries, FLAGS.out, FLAGS.views)
   meta = {'corpus': FLAGS.corpus, 'phases': FLAGS.phases, 'views': FLAGS.views,
           'distribution': FLAGS.distribution, 'seed': FLAGS.seed, 'models': summaries}
-  with cli.atomic_write(os.path.splitext(FLAGS.out)[0] + '.json') as f:
-    json.dump(meta, f, indent=1)
+  try:
+    plot(matrices, labels, summaries, FLAGS.out, FLAGS.views)
+    with cli.atomic_write(_json_path(FLAGS.out)) as f:
+      json.dump(meta, f, indent=1)
+  except outputs.OutputError as e:
+    print(f'similarity: error: {e}', file=sys.stderr)
+    return 1
   print(f'-> {FLAGS.out}')
+  return 0
 
 
 if __name__ == '__main__':

@@ -16,6 +16,7 @@ import re
 import textwrap
 
 from difcon_jax.crystallography import spacegroups
+from difcon_jax.indexing import search
 
 TABLE_LIMIT = 20  # up to this many files, predict prints a table per file; beyond, one line
 SHOWN = {'crystal_system': 3, 'extinction_group': 3, 'space_group': 5}  # ranks per head in a table
@@ -28,6 +29,7 @@ EXTINCTION_NOTATION = ('An extinction group is the set of space groups of one cr
                        'and two more (P-62c, P63/mmc).')
 
 STATUS_COLUMNS = ('file', 'status', 'error', 'warning')
+OPTIONAL_STATUS_COLUMNS = ('wavelength',)  # predict's: the wavelength a file was read at and where it came from
 
 
 def status_row(name: str, error: str = '', warnings=()) -> dict:
@@ -76,6 +78,7 @@ def prediction_rows(statuses: list[dict], ranked: dict, k: int, labels: dict | N
   out, j = [], 0
   for status in statuses:
     row = {c: status[c] for c in STATUS_COLUMNS}
+    row.update({c: status[c] for c in OPTIONAL_STATUS_COLUMNS if c in status})
     if row['status'] == 'ok':
       row.update(prediction_columns(ranked, j, k))
       if labels is not None:
@@ -83,6 +86,63 @@ def prediction_rows(statuses: list[dict], ranked: dict, k: int, labels: dict | N
       j += 1
     out.append(row)
   return out
+
+
+def _cell_text(cell) -> str:
+  a, b, c, al, be, ga = cell
+  return f'{a:.4f} {b:.4f} {c:.4f} {al:.2f} {be:.2f} {ga:.2f}'
+
+
+def index_columns(evidence, network_system: str, combined_system: str) -> dict:
+  """The columns `predict --index` adds to a pattern's row, from its indexing.combine.Evidence: the network's own
+  first crystal system, the search's answer, whether they agree (index_status), the cell shown beside the answer
+  (the best cell of the answer's metric, else the search's own: a b c alpha beta gamma, volume, M20, unindexed of
+  the lines indexed, the indexed lines as '2θ h k l; ...'), and the best cell of every metric system searched."""
+  chosen = evidence.chosen
+  row = {'network_crystal_system': network_system,
+         'index_crystal_system': chosen.crystal_system if chosen else ('' if evidence.error else 'no cell'),
+         'index_seconds': f'{evidence.seconds:.2f}'}
+  if evidence.error and not evidence.timed_out:
+    row['index_status'] = f'search failed ({evidence.error}): the network\'s ranking'
+  elif evidence.timed_out:
+    row['index_status'] = 'search out of time: the network\'s ranking'
+  elif not evidence.usable:
+    row['index_status'] = f'{len(evidence.two_theta)} lines, too few to index: the network\'s ranking'
+  elif chosen is None:
+    row['index_status'] = 'no cell indexes the lines'
+  elif search.METRIC_OF[chosen.crystal_system] == search.METRIC_OF.get(network_system):
+    row['index_status'] = 'agreed'
+  else:
+    row['index_status'] = f'disagreed (network {network_system}, indexing {chosen.crystal_system})'
+  shown = evidence.best.get(search.METRIC_OF.get(combined_system, '')) or chosen
+  if shown is not None:
+    lines = [f'{t:.3f} {h} {k} {l}' for t, (h, k, l) in zip(evidence.two_theta, shown.hkl) if h or k or l]
+    row.update(cell_system=shown.system, cell=_cell_text(shown.cell), cell_volume=f'{shown.volume:.2f}',
+               cell_m20=f'{shown.m:.1f}', cell_unindexed=f'{shown.unindexed} of {shown.n}',
+               cell_zero_shift=f'{shown.zero_shift:.4f}', cell_lines='; '.join(lines))
+  for m in search.SYSTEMS:
+    sol = evidence.best.get(m)
+    if sol is not None:
+      row.update({f'{m}_cell': _cell_text(sol.cell), f'{m}_volume': f'{sol.volume:.2f}', f'{m}_m20': f'{sol.m:.1f}',
+                  f'{m}_unindexed': sol.unindexed})
+  return row
+
+
+def cell_line(row: dict) -> str:
+  """The terminal's line for a row of `predict --index`: the cell beside the answer and the agreement."""
+  if 'index_status' not in row:
+    return ''
+  answer = row.get('crystal_system_1', '')
+  one_lattice = ' (trigonal or hexagonal: one lattice, the network\'s call)' if answer in ('trigonal',
+                                                                                             'hexagonal') else ''
+  if row.get('cell'):
+    a, b, c, al, be, ga = row['cell'].split()
+    cell = (f"cell ({row['cell_system']} metric): a {float(a):.4g} b {float(b):.4g} c {float(c):.4g} Å, "
+            f"α {float(al):.4g} β {float(be):.4g} γ {float(ga):.4g}°, V {float(row['cell_volume']):.1f} Å³, "
+            f"M20 {float(row['cell_m20']):.0f}, {row['cell_unindexed']} lines unindexed")
+  else:
+    cell = 'no cell'
+  return f"  {cell}; {row['index_status']}{one_lattice}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +194,8 @@ def file_table(row: dict) -> str:
   then the space groups of the first extinction group."""
   if row['status'] != 'ok':
     return f"{row['file']}\n  error: {error_of(row)}"
-  lines = [row['file']] + [f'  warning: {w}' for w in warnings_of(row)]
+  read_at = f"  read at λ = {row['wavelength']}" if row.get('wavelength') else ''
+  lines = [row['file']] + ([read_at] if read_at else []) + [f'  warning: {w}' for w in warnings_of(row)]
   labels = ranked(row)
   columns = [(h, labels[h][:SHOWN[h]]) for h in HEAD_TITLES]
   widths = {h: max([len(HEAD_TITLES[h])] + [len(x.text) for x in shown]) for h, shown in columns}
@@ -147,6 +208,8 @@ def file_table(row: dict) -> str:
   if labels['extinction_group']:
     first = labels['extinction_group'][0]
     lines.append(f"  extinction group {first.text}: {', '.join(first.members)}")
+  if cell_line(row):
+    lines.append(cell_line(row))
   return '\n'.join(lines)
 
 

@@ -48,15 +48,74 @@ def load_file(path: str) -> types.ModuleType:
   return module
 
 
+class SweepError(ValueError):
+  """A sweep file that cannot be run; one line per problem, each naming the file and the runs concerned."""
+
+
 def load(path: str) -> tuple[list[dict], dict | None]:
-  """The sweep file's runs (get_sweep()) and its published numbers (PAPER, or None). Raises ValueError when run
-  names repeat (two runs would share a workdir)."""
-  module = load_file(path)
-  runs = module.get_sweep()
-  names = [r['name'] for r in runs]
-  if len(set(names)) != len(names):
-    raise ValueError(f'{path}: run names repeat')
+  """The sweep file's runs (get_sweep()) and its published numbers (PAPER, or None).
+
+  Raises SweepError (one line per problem) when the file cannot be loaded, get_sweep() is missing, fails or gives
+  no runs, a run lacks its name or what to run, or two runs would write the same paths under the root (repeated
+  names, or names that map to one folder: `clashes`)."""
+  try:
+    module = load_file(path)
+    runs = module.get_sweep()
+  except Exception as e:  # pylint: disable=broad-except  (the file is the user's code: any failure is its error)
+    raise SweepError(f'{path}: cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""})'
+                     ) from None
+  problems = _run_problems(path, runs)
+  if problems:
+    raise SweepError('\n'.join(problems))
   return runs, getattr(module, 'PAPER', None)
+
+
+def _run_problems(path: str, runs) -> list[str]:
+  if not isinstance(runs, (list, tuple)) or not runs:
+    return [f'{path}: get_sweep() gave no runs ({type(runs).__name__} {runs!r:.60})']
+  problems = []
+  for i, r in enumerate(runs):
+    if not isinstance(r, dict) or not isinstance(r.get('name'), str) or not r['name']:
+      problems.append(f'{path}: run {i} has no name (each run is a dict with "name")')
+    elif not r.get('hand') and not r.get('config'):
+      problems.append(f'{path}: run {r["name"]!r} has neither "config" (a training) nor "hand": True')
+  if problems:
+    return problems
+  names = [r['name'] for r in runs]
+  outside = [n for n in names if folder_name(n) in ('.', '..')]
+  if outside:
+    return [f'{path}: run name {outside[0]!r} is no folder of its own under the root']
+  repeated = sorted({n for n in names if names.count(n) > 1})
+  if repeated:
+    return [f'{path}: run names repeat ({", ".join(map(repr, repeated))}): two runs would share a workdir']
+  return [f'{path}: {line}' for line in clashes(names)]
+
+
+# What the sweep itself writes into the root, beside the runs' folders and files.
+ROOT_FILES = ('runs.csv', 'results.csv', 'results.md')
+
+
+def run_paths(name: str) -> tuple[str, ...]:
+  """What a run writes under the sweep root: its workdir, its log and its timing (launch/sweep.py)."""
+  folder = folder_name(name)
+  return folder, folder + '.log', folder + '.timing.json'
+
+
+def clashes(names: list[str]) -> list[str]:
+  """One line per pair of runs (or a run and the sweep's table) that would write one path under the root: names
+  that map to one folder (`a b` and `a_b`: folder_name), differ only in case (one folder on macOS and Windows), or
+  whose folder is another's log (`x.log` and `x`)."""
+  owner = {f.lower(): "the sweep's table" for f in ROOT_FILES}
+  lines, pairs = [], set()
+  for name in names:
+    for p in run_paths(name):
+      first = owner.setdefault(p.lower(), name)
+      if first != name and (first, name) not in pairs:
+        pairs.add((first, name))
+        lines.append(f'runs {first!r} and {name!r} would both write {p} under the root; rename one'
+                     if first != "the sweep's table" else f'run {name!r} would write {p}, a file of the sweep\'s '
+                     'table, under the root; rename it')
+  return lines
 
 
 def folder_name(name: str) -> str:

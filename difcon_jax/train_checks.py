@@ -4,7 +4,10 @@ already in the workdir (the workdir itself is checked and locked by difcon_jax/w
 A mistaken rerun (a changed model shape on an existing workdir, `steps=-1`, `best_metric=nope`) is refused with
 one line per problem before config.json, checkpoints or logs are written, so the workdir stays usable. So are a
 config file that cannot be loaded, a grid too coarse for the augmentation's peak windows, a batch that cannot fit
-in the devices' memory (`check_memory`).
+in the devices' memory (`check_memory`), views the loss cannot use, batches that do not split over the devices
+(`device_errors`), a measured evaluation set whose data is missing or unreadable (`data_errors`), a network field
+the network cannot use (each named itself, never the grid), and a resume asking for fewer steps than its
+checkpoint holds (`check_resume_steps`).
 """
 
 from __future__ import annotations
@@ -103,10 +106,134 @@ def config_errors(config) -> list[str]:
   stages = _get(config, 'model.stage_sizes')
   need(isinstance(stages, (tuple, list)) and len(stages) > 0 and all(isinstance(s, int) and s >= 1 for s in stages),
        'model.stage_sizes', 'a non-empty tuple of integers at least 1')
+  errors += _training_errors(config) + _model_errors(config)
   if not errors:
     too_coarse = coarse_grid_error(config)
     if too_coarse:
       errors.append(too_coarse)
+  return errors
+
+
+def _is_int(v, lo: int) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _is_number(v, lo: float, hi: float = math.inf, lo_open: bool = False) -> bool:
+  return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v <= hi and
+          (v > lo if lo_open else v >= lo))
+
+
+def _field_errors(config, rules) -> list[str]:
+  """'config.FIELD=value: allowed' for each (field, ok(value), allowed) of rules whose value fails (a field the
+  config lacks, from before it existed, is not checked)."""
+  out = []
+  for field, ok, allowed in rules:
+    v = _get(config, field)
+    if v is not None and not ok(v):
+      out.append(f'config.{field}={v!r}: {allowed}')
+  return out
+
+
+def _training_errors(config) -> list[str]:
+  """The fields of the batch, the views, the optimiser and the loss the trainer would otherwise meet only at its
+  first step, after the workdir was written."""
+  errors = _field_errors(config, (
+      ('per_device_batch_size', lambda v: _is_int(v, 0), 'an integer at least 0 (0: config.batch_size is global)'),
+      ('views', lambda v: _is_int(v, 0), 'an integer at least 0 (0: what the loss needs)'),
+      ('prefetch', lambda v: _is_int(v, 1), 'an integer at least 1 (batches placed ahead of the step)'),
+      ('max_loss', lambda v: _is_number(v, 0, lo_open=True), 'a number above 0'),
+      ('optimizer.warmup_steps', lambda v: _is_int(v, 0), 'an integer at least 0'),
+      ('optimizer.final_lr_fraction', lambda v: _is_number(v, 0, 1), 'a number from 0 to 1'),
+      ('optimizer.weight_decay', lambda v: _is_number(v, 0), 'a number at least 0'),
+      ('optimizer.clip_norm', lambda v: _is_number(v, 0, lo_open=True), 'a number above 0'),
+      ('optimizer.reference_batch', lambda v: _is_int(v, 0), 'an integer at least 0 (0: no scaling)'),
+      ('loss.crystal_system', lambda v: _is_number(v, 0), 'a weight at least 0'),
+      ('loss.extinction_group', lambda v: _is_number(v, 0), 'a weight at least 0'),
+      ('loss.space_group', lambda v: _is_number(v, 0), 'a weight at least 0'),
+      ('loss.ssl_weight', lambda v: _is_number(v, 0), 'a weight at least 0'),
+      ('loss.barlow_lambda', lambda v: _is_number(v, 0), 'a number at least 0'),
+      ('loss.temperature', lambda v: _is_number(v, 0, lo_open=True), 'a number above 0')))
+  views, ssl = _get(config, 'views'), _get(config, 'loss.ssl_weight')
+  if _is_int(views, 1) and views < 2 and _is_number(ssl, 0, lo_open=True):
+    errors.append(f'config.views={views}: the contrastive loss (config.loss.ssl_weight={ssl}) compares two views '
+                  'of each example; 0 (what the loss needs) or at least 2')
+  return errors
+
+
+MODEL_CHOICES = {'norm': ('batch', 'group'), 'pooling': ('mean', 'flatten', 'attention'),
+                 'heads_input': ('embedding', 'projection')}
+GROUP_NORM_GROUPS = 8  # models/resnet1d._norm: GroupNorm(num_groups=8)
+
+
+def _model_errors(config) -> list[str]:
+  """The network's fields, each named itself: a network that cannot be built is otherwise reported against the
+  grid by the memory check."""
+  errors = _field_errors(config, [(f'model.{k}', lambda v, c=c: v in c, f'one of {", ".join(c)}')
+                                  for k, c in MODEL_CHOICES.items()] + [
+      ('model.attention_layers', lambda v: _is_int(v, 0), 'an integer at least 0'),
+      ('model.attention_heads', lambda v: _is_int(v, 1), 'an integer at least 1'),
+      ('model.flatten_channels', lambda v: _is_int(v, 1), 'an integer at least 1'),
+      ('model.projector_dims', lambda v: isinstance(v, (tuple, list)) and all(_is_int(d, 1) for d in v),
+       'a tuple of integers at least 1')])
+  width, stages = _get(config, 'model.width'), _get(config, 'model.stage_sizes')
+  if not (_is_int(width, 1) and isinstance(stages, (tuple, list)) and stages):
+    return errors
+  channels = width * 2 ** (len(stages) - 1)  # of the last stage, which the pooling reads
+  heads = _get(config, 'model.attention_heads')
+  if _get(config, 'model.pooling') == 'attention' and _is_int(heads, 1) and channels % heads:
+    errors.append(f'config.model.attention_heads={heads}: must divide the {channels} channels the attention reads '
+                  f'(config.model.width={width} doubled per stage after the first)')
+  if _get(config, 'model.norm') == 'group' and width % GROUP_NORM_GROUPS:
+    errors.append(f'config.model.width={width}: GroupNorm (config.model.norm=\'group\') splits the channels into '
+                  f'{GROUP_NORM_GROUPS} groups; a multiple of {GROUP_NORM_GROUPS}')
+  return errors
+
+
+def device_errors(config, device_count: int | None = None) -> list[str]:
+  """The batches against the devices (one line each): the global training batch and the evaluation batch are
+  split evenly over them. Not checked for a distributed run, whose devices are known only after
+  jax.distributed.initialize (the trainer checks the batch then).
+
+  device_count: default jax.device_count()."""
+  if config.get('distributed', False):
+    return []
+  if device_count is None:
+    import jax  # pylint: disable=g-import-not-at-top
+    device_count = jax.device_count()
+  errors = []
+  per_device = config.get('per_device_batch_size', 0)
+  if not per_device and _is_int(config.get('batch_size'), 1) and config.batch_size % device_count:
+    errors.append(f'config.batch_size={config.batch_size}: split over {device_count} devices; a multiple of '
+                  f'{device_count} (or set config.per_device_batch_size)')
+  eval_batch = config.get('eval_batch_size')
+  if _is_int(eval_batch, 1) and eval_batch % device_count:
+    errors.append(f'config.eval_batch_size={eval_batch}: split over {device_count} devices; a multiple of '
+                  f'{device_count}')
+  return errors
+
+
+def data_errors(config) -> list[str]:
+  """The measured evaluation sets the config names (evals.NAME.data): one line each for data that is not there or
+  cannot be read as a set (the set is read here, before any work, as the trainer would read it after writing the
+  workdir). A pattern of a set that cannot be used is not an error: the trainer leaves it out with a warning."""
+  from difcon_jax.io import measured  # pylint: disable=g-import-not-at-top  (pulls in the readers)
+  from difcon_jax.io import patterns as patterns_lib  # pylint: disable=g-import-not-at-top
+  errors = []
+  for name, spec in evaluators.enabled(config).items():
+    if spec['kind'] != 'measured':
+      continue
+    data, labels = spec['data'], spec.get('labels')
+    where = f'config.evals.{name}.data={data}'
+    if not os.path.exists(data):
+      errors.append(f'{where}: no such file or folder (an .npz like rruff_dev.npz, or a folder with labels.csv)')
+    elif os.path.isdir(data) and not (labels and os.path.isfile(labels)):
+      errors.append(f'config.evals.{name}.labels={labels}: a folder for data needs its labels.csv (columns file, '
+                    'space_group[, wavelength])')
+    else:
+      try:
+        measured.read_set(data, labels)
+      except (patterns_lib.PatternError, OSError, ValueError, KeyError) as e:
+        errors.append(f'{where}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})')
   return errors
 
 
@@ -149,13 +276,17 @@ def _get(config, dotted: str):
   return node
 
 
-def check_config(config) -> None:
-  """Raises ConfigError listing every bad field, or naming a --config file that could not be loaded."""
+def check_config(config, device_count: int | None = None) -> None:
+  """Raises ConfigError listing every bad field, or naming a --config file that could not be loaded: the values
+  (config_errors), the batches against the devices (device_errors; device_count: default jax.device_count()) and
+  the measured evaluation sets' data (data_errors), all before the trainer writes anything."""
   try:
     errors = config_errors(config)
   except OSError as e:  # config_flags defers a file it could not load to the first use of the config
     reason = [l.strip() for l in str(e).splitlines() if l.strip()][-1]
     raise ConfigError(f'--config: the config file cannot be loaded ({reason})') from None
+  if not errors:  # these read fields the checks above vouch for
+    errors = device_errors(config, device_count) + data_errors(config)
   if errors:
     raise ConfigError('\n'.join(errors))
 
@@ -215,6 +346,16 @@ def _describe(changes, most: int = 4) -> str:
   return shown + (f'; and {len(changes) - most} more' if len(changes) > most else '')
 
 
+def check_resume_steps(config, workdir: str, step: int) -> None:
+  """Raises ConfigError when the run asks for fewer steps than the checkpoint it resumes already holds: it would
+  report the longer run's weights as a shorter one's (and its learning-rate schedule would have ended)."""
+  steps = config.get('steps')
+  if isinstance(steps, int) and steps < step:
+    raise ConfigError(f'config.steps={steps}: {workdir} holds a checkpoint of step {step}, past the steps asked '
+                      f'for; give --config.steps={step} or more to resume (or a new --workdir); nothing in '
+                      f'{workdir} was changed.')
+
+
 def check_resume_config(recorded: dict, workdir: str, step: int, config) -> None:
   """Raises ConfigError when the run being resumed at `step` was written by another config (`recorded`, its
   config.json) than `config` in a field that changes training (corpus, augmentation, optimiser, loss, seed, batch,
@@ -257,6 +398,8 @@ def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str
   saved = _shapes(getattr(metadata, 'item_metadata', metadata))
   if not saved:  # Orbax reads damaged metadata as none: a damaged checkpoint, not another model
     raise ValueError(f'{checkpoint_dir}/{step}: the checkpoint lists no arrays; its files are damaged')
+  if config is not None:
+    check_resume_steps(config, workdir, step)
   wanted = _shapes(flax.serialization.to_state_dict(state))
   saved_config = workdir_lib.path(workdir, workdir_lib.CONFIG)
   if saved == wanted:
@@ -343,7 +486,8 @@ def check_memory(config, views: int, memory: tuple[int, str] | None = None, batc
   try:
     per_example = bytes_per_example(config, views)
   except Exception as e:  # pylint: disable=broad-except  (a network this grid cannot carry)
-    raise ConfigError(f'config.num_bins={config.num_bins}: the network cannot be built on this grid '
+    # The model's own fields were checked (config_errors); what is left is the network against the grid.
+    raise ConfigError(f'config.model: the network cannot be built on the grid of config.num_bins={config.num_bins} '
                       f'({type(e).__name__}: {(str(e).splitlines() or [""])[0][:200]})') from None
   available, where = memory or device_memory()
   cpu = where == 'this host'

@@ -70,13 +70,13 @@ def check(workdir: str) -> None:
     if foreign:
       raise WorkdirError(f'--workdir={workdir}: not a training workdir (it holds {", ".join(foreign[:3])}'
                          f'{", ..." if len(foreign) > 3 else ""}); give a new or empty folder; nothing was changed')
-  try:
-    folder.mkdir(parents=True, exist_ok=True)
-    probe = folder / '.write_test'
-    probe.write_text('')
-    probe.unlink()
-  except OSError as e:
-    raise WorkdirError(f'--workdir={workdir}: cannot be written ({e.strerror or e})') from None
+  if not cli.is_local(workdir):
+    return  # cloud storage: a prefix, written by the first object
+  # Nothing is created here: the checks after this one (the batch against the memory, the checkpoint) may still
+  # refuse the run, which must leave no folder behind; the lock makes the folder when training starts.
+  if not cli.can_write_folder(workdir):
+    raise WorkdirError(f'--workdir={workdir}: cannot be created or written (a file on its path, or a folder '
+                       'without write permission)')
 
 
 def lock(workdir: str, process_index: int = 0) -> folder_lock.Lock:

@@ -13,6 +13,12 @@ repeated after an interruption and only what is missing runs. The sweep writes R
 ROOT/NAME.timing.json (wall and CPU seconds of each command) per run, ROOT/runs.csv (one row per run),
 ROOT/results.csv (one row per model: equivariance / invariance / experimental top-1, experimental top-5, steps,
 examples and patterns seen, CPU and wall minutes of training, spreads) and ROOT/results.md.
+
+Bad input: the flags, the sweep file and the outputs are checked before anything runs or is created (one line
+each, exit status 2): a sweep file that cannot be loaded or gives no runs, two runs whose names map to one folder
+(`a b` and `a_b`, names differing only in case), an --only that matches no run, a --results_csv or --results_md
+that is an input, a file of the sweep's table, a run's folder or the other. Flags that change nothing with
+--collect_only are warned about. --dry_run prints the commands and creates nothing.
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ import time
 from absl import app
 from absl import flags
 
+from difcon_jax import cli
 from difcon_jax import sweeps
 from difcon_jax import train
 from difcon_jax import workdir as workdir_lib
+from difcon_jax.io import outputs
 from difcon_jax.models.heads import HEADS
 
 FLAGS = flags.FLAGS
@@ -99,7 +107,7 @@ def collect(run: dict, root: str) -> dict:
   row = {'run': run['name'], 'model': run.get('model', run['name']), 'seed': run.get('seed', '')}
   timing_path = os.path.join(root, sweeps.folder_name(run['name']) + '.timing.json')
   trainers = ('difcon_jax.train', 'difcon_jax.hand')
-  for t in json.load(open(timing_path)) if os.path.exists(timing_path) else []:
+  for t in _read_json(timing_path, []):
     if any(f' {m} ' in f' {t["command"]} ' for m in trainers):
       row['cpu_minutes'], row['wall_minutes'] = t['cpu_s'] / 60, t['wall_s'] / 60
   if run.get('hand'):
@@ -204,13 +212,13 @@ def write_table(rows: list[dict], root: str, paper: dict | None = None, results_
                             (os.path.join(root, 'results.csv'), model_cols, models),
                             (results_csv, model_cols, models)):
     if path:
-      with open(path, 'w', newline='') as f:
+      with outputs.write(path, newline='') as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows({c: _cell(r.get(c, '')) for c in cols} for r in table)
   text = markdown(models, paper)
   md_path = os.path.join(root, 'results.md')
-  with open(md_path, 'w') as f:
+  with outputs.write(md_path) as f:
     f.write(text)
   if results_md:
     doc = open(results_md).read() if os.path.exists(results_md) else ''
@@ -219,7 +227,7 @@ def write_table(rows: list[dict], root: str, paper: dict | None = None, results_
       doc = doc[:doc.index(MD_BEGIN)] + block + doc[doc.index(MD_END) + len(MD_END):]
     else:
       doc = doc + ('\n' if doc else '') + block + '\n'
-    with open(results_md, 'w') as f:
+    with outputs.write(results_md) as f:
       f.write(doc)
   return os.path.join(root, 'results.csv'), md_path
 
@@ -251,39 +259,101 @@ def define_flags():
   flags.DEFINE_string('results_md', None, 'Replace the sweep table in this document (e.g. docs/results.md).')
 
 
+def check_flags() -> tuple[list[dict], dict | None] | None:
+  """(runs, PAPER) of the sweep file, or None after printing one line per problem: the flags, the sweep file (its
+  runs must map to distinct folders) and the outputs, before anything runs or is created."""
+  checks = cli.Checks()
+  runs, paper = [], None
+  if checks.require(bool(FLAGS.sweep) and os.path.isfile(FLAGS.sweep), 'sweep', FLAGS.sweep,
+                    'a sweep file (Python with get_sweep()) that exists'):
+    try:
+      runs, paper = sweeps.load(FLAGS.sweep)
+    except sweeps.SweepError as e:
+      checks.errors += [f'--sweep={FLAGS.sweep}: {line.removeprefix(FLAGS.sweep + ": ")}'
+                        for line in str(e).splitlines()]
+  checks.number('parallel', FLAGS.parallel, 1, integer=True)
+  for s in FLAGS.set:
+    checks.require('=' in s and s.split('=', 1)[0].strip(), 'set', s, 'key=value (e.g. corpus=DIR)')
+  if FLAGS.experimental is not None:
+    checks.require(os.path.isfile(FLAGS.experimental), 'experimental', FLAGS.experimental,
+                   'an .npz of measured patterns that exists')
+  if FLAGS.only is not None:
+    _check_only(checks, runs)
+  if checks.output_dir('root', FLAGS.root):
+    _check_outputs(checks, runs)
+  _warn_unused_flags()
+  return None if checks.report('sweep') else (runs, paper)
+
+
+def _check_only(checks: cli.Checks, runs: list[dict]) -> None:
+  """--only: a regular expression that matches at least one run (else the sweep would run nothing and say ok)."""
+  try:
+    pattern = re.compile(FLAGS.only)
+  except re.error as e:
+    checks.require(False, 'only', FLAGS.only, f'a regular expression ({e})')
+    return
+  if runs and not any(pattern.search(r['name']) for r in runs):
+    checks.require(False, 'only', FLAGS.only, f'a regular expression matching a run of the sweep (it matches none '
+                   f'of the {len(runs)}: {", ".join(r["name"] for r in runs[:3])}{", ..." if len(runs) > 3 else ""})')
+
+
+def _check_outputs(checks: cli.Checks, runs: list[dict]) -> None:
+  """--results_csv and --results_md: neither an input, a file of the sweep's own table, a run's folder nor each
+  other."""
+  root = FLAGS.root
+  written = {f'root {name}': os.path.join(root, name) for name in sweeps.ROOT_FILES}
+  written.update(results_csv=FLAGS.results_csv, results_md=FLAGS.results_md)
+  inputs = [p for p in (FLAGS.sweep, FLAGS.experimental) if p]
+  protected = [(workdir_of(r, root), f'the folder of run {r["name"]!r}') for r in runs]
+  for flag, path, why in outputs.clashes(written, inputs, protected):
+    checks.require(False, flag, path, why)
+  for flag in ('results_csv', 'results_md'):
+    if FLAGS[flag].value:
+      checks.output_file(flag, FLAGS[flag].value)
+
+
+def _warn_unused_flags() -> None:
+  """Flags that change nothing in this run are said, not silently dropped."""
+  if FLAGS.collect_only:
+    for name in ('rerun', 'only', 'dry_run', 'parallel'):
+      if FLAGS[name].present:
+        print(f'sweep: warning: --{name} has no effect with --collect_only (nothing runs)', file=sys.stderr)
+
+
 def main(argv):
   del argv
-  if not FLAGS.sweep:
-    raise app.UsageError('--sweep is required')
-  runs, paper = sweeps.load(FLAGS.sweep)
+  loaded = check_flags()
+  if loaded is None:
+    return cli.USAGE_ERROR
+  runs, paper = loaded
   by_name = {r['name']: r for r in runs}
   extra = dict(s.split('=', 1) for s in FLAGS.set)
-  os.makedirs(FLAGS.root, exist_ok=True)
   plan = {r['name']: commands(r, FLAGS.root, extra, FLAGS.experimental) for r in runs
           if not FLAGS.collect_only and (not FLAGS.only or re.search(FLAGS.only, r['name']))}
-  if FLAGS.dry_run:
+  if FLAGS.dry_run:  # prints the commands, creates nothing
     for name, cmds in plan.items():
       for c in cmds:
         print(shlex.join(c))
     return 0
+  os.makedirs(FLAGS.root, exist_ok=True)
 
   def execute(name):
     run = by_name[name]
     timing_path = os.path.join(FLAGS.root, sweeps.folder_name(name) + '.timing.json')
-    timing = json.load(open(timing_path)) if os.path.exists(timing_path) else []
+    timing = _read_json(timing_path, [])
     if not FLAGS.rerun and complete(run, FLAGS.root, FLAGS.experimental):
       return name, 'kept'
     # A finished training that is only evaluated keeps its training's timing.
     first = 1 if plan[name] and '-m difcon_jax.evaluate' in ' '.join(plan[name][0]) else 0
     timing = timing[:first]
-    log = open(os.path.join(FLAGS.root, sweeps.folder_name(name) + '.log'), 'a' if first else 'w')
-    for c in plan[name]:
-      rc, t = run_timed(c, log)
-      timing.append(t)
-      with open(timing_path, 'w') as f:
-        json.dump(timing, f, indent=1)
-      if rc:
-        return name, rc
+    with open(os.path.join(FLAGS.root, sweeps.folder_name(name) + '.log'), 'a' if first else 'w') as log:
+      for c in plan[name]:
+        rc, t = run_timed(c, log)
+        timing.append(t)
+        with outputs.write(timing_path) as f:
+          json.dump(timing, f, indent=1)
+        if rc:
+          return name, rc
     return name, 0
 
   failed = []
@@ -300,6 +370,16 @@ def main(argv):
   return 1 if failed else 0
 
 
+def _read_json(path: str, default):
+  """A JSON file's content; `default` when it is missing or cut short (a kill during a write before writes were
+  atomic)."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return default
+
+
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -460,8 +460,8 @@ def test_output_locations(tmp_path):
   afile = tmp_path / 'afile'
   afile.write_text('x')
   c = cli.Checks()
-  assert c.output_file('output', str(tmp_path / 'new' / 'deeper' / 'p.csv'))  # folders made
-  assert (tmp_path / 'new' / 'deeper').is_dir()
+  assert c.output_file('output', str(tmp_path / 'new' / 'deeper' / 'p.csv'))
+  assert not (tmp_path / 'new').exists()  # made with the file, not by the check (issue 35)
   assert not c.output_file('output', str(tmp_path))
   assert not c.output_file('output', str(afile / 'p.csv'))
   assert c.output_dir('out', str(tmp_path / 'o1'))

@@ -313,3 +313,41 @@ def test_evaluate_keeps_the_first_patterns_it_passes_on():
   kept = []
   list(evaluate._keeping(iter(batches), 100, kept))
   np.testing.assert_array_equal(np.concatenate(kept), x)  # the padding of the last batch is not kept
+
+
+def test_short_names_of_mixed_absolute_and_relative_paths(tmp_path, monkeypatch):
+  """predict --input=/abs/folder --input=relative/file: the names are shortened against one folder, not a crash."""
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / 'a').mkdir()
+  names = [str(tmp_path / 'a' / 'x.xy'), os.path.join('a', 'y.xy')]
+  shorts, base = report.short_names(names)
+  assert shorts == ['x.xy', 'y.xy'] and base == str(tmp_path / 'a')
+  # No folder in common but the root: the names stay whole.
+  assert report.short_names(['/x.xy', '/y/z.xy']) == (['/x.xy', '/y/z.xy'], '')
+  page = report.render([report.Entry(n, {'file': n, 'status': 'error', 'error': f'{n}: bad', 'warning': ''})
+                        for n in names], 't', 'model', 1.5418)
+  assert 'y.xy' in page
+
+
+def test_index_columns_terminal_line_and_report_marks():
+  """predict --index's columns: the cell beside the answer, its marks on the plot, the agreement."""
+  from difcon_jax.indexing import combine, search  # pylint: disable=g-import-not-at-top
+  hkl = np.zeros((20, 3), int)
+  hkl[:3] = [[1, 0, 0], [1, 0, 1], [1, 1, 0]]
+  sol = search.Solution('hexagonal', 'hexagonal', (0.05, 0.03), (4.913, 4.913, 5.405, 90, 90, 120), 113.0, 0.01,
+                        196.0, 20, 80.0, 0.005, 30, 1, hkl)
+  ev = combine.Evidence(np.array([20.86, 26.64, 36.54] + [40.0 + i for i in range(17)]), search.SYSTEMS[:3],
+                        {'hexagonal': sol}, sol)
+  row = {'file': 'q.xy', 'status': 'ok', 'error': '', 'warning': '', **_row(_ranking(1), 0, name='q.xy')}
+  row['crystal_system_1'] = 'hexagonal'
+  row.update(summary.index_columns(ev, 'hexagonal', 'hexagonal'))
+  assert row['index_status'] == 'agreed' and row['cell_m20'] == '196.0' and row['cell_unindexed'] == '1 of 20'
+  assert row['cell_lines'].split('; ')[:2] == ['20.860 1 0 0', '26.640 1 0 1']
+  assert row['hexagonal_cell'].startswith('4.9130 4.9130 5.4050')
+  line = summary.cell_line(row)
+  assert 'a 4.913 b 4.913 c 5.405 Å' in line and 'M20 196' in line and 'one lattice' in line
+  assert [m[0] for m in report.index_marks(row)] == [20.86, 26.64, 36.54]
+  assert summary.index_columns(ev, 'monoclinic', 'hexagonal')['index_status'] == \
+      'disagreed (network monoclinic, indexing hexagonal)'
+  late = combine.Evidence(ev.two_theta, (), {}, None, timed_out=True)
+  assert summary.index_columns(late, 'cubic', 'cubic')['index_status'] == "search out of time: the network's ranking"

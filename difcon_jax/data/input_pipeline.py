@@ -49,11 +49,13 @@ class PeakBatches:
     fields: the fields to deliver (default: those of `fields_of`); OPTIONAL_FIELDS among them are delivered where
       the corpus has them; the dataset index is always under 'index' (int32). A trainer asks only for what its
       step reads.
+    start: the stream begins at this position (step 0 reads positions [start, start + global_batch)): with
+      shuffle=False, a set of examples further into the split than another's.
   """
 
   def __init__(self, path: str, split: str, global_batch: int, seed: int = 0, shuffle: bool = True,
                process_index: int = 0, process_count: int = 1, in_memory: bool = True,
-               fields: Sequence[str] | None = None):
+               fields: Sequence[str] | None = None, start: int = 0):
     if global_batch % process_count:
       raise ValueError(f'global batch {global_batch} is not divisible by {process_count} hosts')
     self._path, self._split = path, split
@@ -69,7 +71,7 @@ class PeakBatches:
       raise ValueError(f'{path}: split {split!r} has no field {", ".join(missing)}')
     self.global_batch, self.local_batch = global_batch, global_batch // process_count
     self.seed, self.shuffle = seed, shuffle
-    self._offset = process_index * self.local_batch
+    self._offset = process_index * self.local_batch + start
     self._arrays = corpus.load_arrays(path, split, self.fields) if in_memory else None
     self._orders: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
     self._lock = threading.Lock()
@@ -116,6 +118,8 @@ class PeakBatches:
                ) -> Iterator[tuple[int, dict]]:
     """(step, batch) from first_step on, each built (and `place`d, e.g. on the devices) by a background thread up
     to `depth` steps ahead. The thread stops when the iterator is closed or garbage-collected."""
+    if depth < 1:  # Queue(maxsize=0) has no bound: the thread would build batches until memory ran out
+      raise ValueError(f'prefetch depth must be at least 1, got {depth}')
     out: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 

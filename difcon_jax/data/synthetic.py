@@ -488,19 +488,37 @@ def write_synthetic(out: str, count: int, seed: int, prior: str = 'realistic', w
     if text is None:
       continue
     path = os.path.join(out, f'{name}.cif.gz')
-    with gzip.open(path, 'wt') as f:
-      f.write(text)
+    with cli.atomic_write(path, 'wb') as f:  # a kill leaves whole CIFs only
+      f.write(gzip.compress(text.encode()))
     paths.append(path)
   return paths, failures
+
+
+def check_out(out: str) -> list[str]:
+  """The problems of --out (one line each, '' none): a folder that can be created and written, and empty: the
+  file names (sgNNN_INDEX.cif.gz) are the same for every seed and prior, so CIFs of another run there would be
+  overwritten in part and mixed with these. Nothing is created."""
+  checks = cli.Checks()
+  if checks.output_dir('out', out) and os.path.isdir(out):
+    held = sorted(n for n in os.listdir(out) if not n.startswith('.'))
+    checks.require(not held, 'out', out, f'a new or empty folder (it holds {", ".join(held[:3])}'
+                   f'{", ..." if len(held) > 3 else ""}, which CIFs of the same names would overwrite; remove them '
+                   'or give another folder)')
+  return checks.errors
 
 
 def main(argv):
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
+  errors = check_out(f.out)
+  for e in errors:
+    print(f'synthetic: error: {e}', file=sys.stderr)
+  if errors:
+    return cli.USAGE_ERROR
   try:
     paths, failures = write_synthetic(f.out, f.count, f.seed, f.prior, f.workers, f.max_atoms)
-  except WorkersLost as e:
+  except (WorkersLost, OSError) as e:  # OSError: io.outputs.OutputError, a full disk (names the file)
     print(f'error: {e}', file=sys.stderr)
     return 1
   report = failure_summary(failures)

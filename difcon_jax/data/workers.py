@@ -19,6 +19,9 @@ import traceback
 from typing import Any, Callable, Iterable, Iterator
 
 DEFAULT_MEMORY_LIMIT = 4 << 30  # bytes per worker beyond its start-up size: ample for a 55 Å cell
+# Results are yielded in input order, so those finished after a slow item wait for it; the other workers go on at
+# most this many items per worker past it, then idle: the results held are bounded whatever the input's length.
+AHEAD_PER_WORKER = 4
 
 
 _READY = 'ready'
@@ -121,6 +124,8 @@ def imap(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 1,
       reason is e.g. 'the worker process died (killed by SIGSEGV)'. Default: raise RuntimeError.
     memory_limit: bytes each worker may add to its start-up address space (RLIMIT_AS); None for no cap.
     timeout: seconds one item may take before its worker is killed; None for no limit.
+
+  At most AHEAD_PER_WORKER x workers results wait for an earlier, slower item; the workers idle beyond that.
   """
   if workers < 1:
     raise ValueError(f'workers must be at least 1, got {workers}')
@@ -131,18 +136,20 @@ def imap(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 1,
     return on_failure(item, reason)
 
   ctx = multiprocessing.get_context('spawn')  # no fork of a process that may hold JAX/TFDS threads
-  queue = iter(enumerate(items))
+  pending = iter(enumerate(items))
   slots: list[_Slot | None] = [None] * workers  # started when there is work for them
-  done: dict[int, Any] = {}
-  next_out, exhausted = 0, False
+  done: dict[int, Any] = {}  # results that wait for an earlier one: at most `ahead` of them (bounded memory)
+  ahead = AHEAD_PER_WORKER * workers
+  next_out, handed, exhausted = 0, 0, False
   try:
     while True:
-      for i, slot in enumerate(slots):  # hand out work
-        if (slot is None or slot.job is None) and not exhausted:
-          job = next(queue, None)
+      for i, slot in enumerate(slots):  # hand out work, never more than `ahead` items past the oldest unfinished
+        if (slot is None or slot.job is None) and not exhausted and handed - next_out < ahead:
+          job = next(pending, None)
           if job is None:
             exhausted = True
             break
+          handed += 1
           slot = slots[i] = slot or _Slot(ctx, fn, memory_limit)
           slot.job = [job[0], job[1], time.monotonic() if slot.ready else None]
           try:

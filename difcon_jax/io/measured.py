@@ -36,17 +36,24 @@ class GridPattern:
   values: np.ndarray  # [bins]
   warnings: list[str]
   wavelength: float | None = None  # Å: the measurement wavelength the conversion used
+  wavelength_conflict: str = ''  # one line when the file states another wavelength than the one given, else ''
 
 
 def to_grid(pattern: patterns_lib.Pattern, grid: ml_collections.ConfigDict, wavelength: float | None,
-            training_wavelength: float = grid_lib.WAVELENGTH, remove_background: bool = True) -> GridPattern:
+            training_wavelength: float = grid_lib.WAVELENGTH, remove_background: bool = True,
+            given_by: str = 'the command line') -> GridPattern:
   """A measured pattern on the training bins, with its reading warnings and those of the conversion.
 
-  wavelength: of the measurement, Å (None: the file's, else the training wavelength, with a warning).
+  wavelength: of the measurement, Å (None: the file's, else the training wavelength, with a warning); when the
+  file states another, it is still used, and the warnings and `wavelength_conflict` say so, naming both (given_by:
+  where it came from).
   Raises PatternError when nothing of it lands on the grid.
   """
   pattern = patterns_lib.coarsen(pattern, MAX_POINTS_PER_BIN * grid.num_bins)
   warnings = list(pattern.warnings)
+  conflict = patterns_lib.wavelength_conflict(pattern, wavelength, given_by)
+  if conflict:
+    warnings.append(conflict)
   wl = wavelength or pattern.wavelength
   if wl is None:
     wl = training_wavelength
@@ -80,7 +87,7 @@ def to_grid(pattern: patterns_lib.Pattern, grid: ml_collections.ConfigDict, wave
   top = values.max()
   if not top > 0:
     raise patterns_lib.PatternError(f'{pattern.path}: no signal left after background removal')
-  return GridPattern((values / top).astype(np.float32), warnings, float(wl))
+  return GridPattern((values / top).astype(np.float32), warnings, float(wl), conflict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,10 +100,18 @@ class Measured:
   wavelength: float | None = None  # Å: the measurement wavelength used (given, the file's, else the training one)
   pattern: patterns_lib.Pattern | None = None  # as read (2θ at the measurement wavelength); None when unreadable
   space_group: int | None = None  # the label, for an item of a labelled set (None: unlabelled or unreadable label)
+  # One line naming both values when the file states another wavelength than the one given (a flag, labels.csv),
+  # which was used; '' when they agree or either is missing. Also among the warnings.
+  wavelength_conflict: str = ''
 
   @property
   def ok(self) -> bool:
     return not self.error
+
+  @property
+  def file_wavelength(self) -> float | None:
+    """Å: the wavelength the file itself states (a text header, an XRDML's kAlpha), None when it states none."""
+    return self.pattern.wavelength if self.pattern is not None else None
 
 
 def _message(name: str, e: Exception) -> str:
@@ -105,12 +120,14 @@ def _message(name: str, e: Exception) -> str:
 
 
 def _on_grid(name: str, pattern: patterns_lib.Pattern, grid, wavelength: float | None, training_wavelength: float,
-             remove_background: bool, space_group: int | None = None) -> Measured:
+             remove_background: bool, space_group: int | None = None,
+             given_by: str = 'the command line') -> Measured:
   try:
-    g = to_grid(pattern, grid, wavelength, training_wavelength, remove_background)
+    g = to_grid(pattern, grid, wavelength, training_wavelength, remove_background, given_by)
   except PATTERN_ERRORS as e:
-    return Measured(name, None, error=_message(name, e), pattern=pattern, space_group=space_group)
-  return Measured(name, g.values, tuple(g.warnings), '', g.wavelength, pattern, space_group)
+    return Measured(name, None, error=_message(name, e), pattern=pattern, space_group=space_group,
+                    wavelength_conflict=patterns_lib.wavelength_conflict(pattern, wavelength, given_by))
+  return Measured(name, g.values, tuple(g.warnings), '', g.wavelength, pattern, space_group, g.wavelength_conflict)
 
 
 def load(path: str, grid: ml_collections.ConfigDict, wavelength: float | None,
@@ -133,7 +150,7 @@ def load_item(item: labelled.Item, grid: ml_collections.ConfigDict,
   if item.pattern is None:
     return Measured(item.name, None, error=item.error, space_group=item.space_group)
   return _on_grid(item.name, item.pattern, grid, item.wavelength, training_wavelength, remove_background,
-                  item.space_group)
+                  item.space_group, 'labels.csv')
 
 
 def read_set(data_path: str, labels_path: str | None) -> list[labelled.Item]:

@@ -5,10 +5,13 @@ data.build, the trainer's logs).
   or corpus being read (`protected`), or another output of the same run is refused, one line each. Paths are
   compared as the files they name (symlinks followed, hard links seen as the same file).
 - `write_rows(path, rows)`: a CSV of dict rows (the union of their keys as columns, in first-seen order), through
-  `write`: predict's, evaluate's and index's tables.
+  `write`: predict's, evaluate's and index's tables. Text that cannot be written as UTF-8 (a file name with bytes
+  that are not UTF-8, which Python holds as lone surrogates) is escaped (`escape`: b'\xff' as `\xff`), so one
+  odd name never costs the other rows.
 - `write(path, mode)`: a regular file is written to a temporary sibling and renamed over the target when complete,
   so a kill leaves the old file or the new one, never half of one; through a symlink the target is replaced and the
-  link kept. Character devices, FIFOs and links to them (/dev/null, /dev/stdout -> /proc/self/fd/1 -> a pipe or a
+  link kept; its folder is made if missing (the commands check their outputs without creating anything). Character
+  devices, FIFOs and links to them (/dev/null, /dev/stdout -> /proc/self/fd/1 -> a pipe or a
   terminal) are written into as streams, never replaced by a file. Cloud paths (gs://) are written directly: an
   object appears only once its upload is complete.
 """
@@ -176,6 +179,7 @@ def write(path, mode: str = 'w', **kwargs):
     return
   target = os.path.realpath(path)  # through a symlink: replace its target, keep the link
   with _named(path, 'written; an earlier file there is unchanged'):
+    os.makedirs(os.path.dirname(target), exist_ok=True)  # checks create nothing: the folder comes with its file
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f'.{os.path.basename(target)}.', suffix='.tmp')
   try:
     umask = os.umask(0)
@@ -191,9 +195,30 @@ def write(path, mode: str = 'w', **kwargs):
     raise
 
 
+def escape(text: str) -> str:
+  """text that can be written as UTF-8: the bytes of a file name that are not UTF-8 (held by Python as lone
+  surrogates, os.fsdecode's surrogateescape) written as `\xff`, anything else unchanged."""
+  try:
+    text.encode('utf-8')
+    return text
+  except UnicodeEncodeError:
+    return text.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace') \
+        if _only_escaped_bytes(text) else text.encode('utf-8', 'backslashreplace').decode('utf-8')
+
+
+def _only_escaped_bytes(text: str) -> bool:
+  """Whether every lone surrogate in text is one that surrogateescape made from a byte (U+DC80-U+DCFF)."""
+  return all(not 0xd800 <= ord(c) <= 0xdfff or 0xdc80 <= ord(c) <= 0xdcff for c in text)
+
+
+def _escaped(value):
+  return escape(value) if isinstance(value, str) else value
+
+
 def write_rows(path, rows: Sequence[dict]) -> None:
   """Writes dict rows as a CSV through `write` (atomic for a regular file); the columns are the rows' keys in the
-  order first seen. Raises OutputError as `write` does."""
+  order first seen; text that is not valid UTF-8 escaped (`escape`). Raises OutputError as `write` does."""
+  rows = [{_escaped(k): _escaped(v) for k, v in r.items()} for r in rows]
   fields = list(dict.fromkeys(k for r in rows for k in r))
   with write(path, newline='') as f:
     writer = csv.DictWriter(f, fieldnames=fields)

@@ -8,6 +8,13 @@ powder files (##KEY=value headers, ##X-RAY WAVELENGTH), PANalytical .xrdml (XML)
 .fxye / .gsa (BANK lines, FXYE or STD). Bruker .raw is binary and versioned; no maintained reader of it is on
 PyPI, so export .xy or .xrdml from the instrument software (see BUILD.md).
 
+Fortran exponents (1.0D+03) and quoted ;-separated spreadsheet exports ("12,5";"1000") are read. A file holding
+several scans (XRDML <scan>s, text blocks with a header between them, or 2θ starting again) gives its first, with a
+warning; a scan along another axis than 2θ (an XRDML Omega scan, a text header naming d-spacing, Q, time of flight
+or energy as the first column) is refused. The wavelength the file states is `Pattern.wavelength`;
+`wavelength_conflict` says, in one line naming both, when a given one (a flag, labels.csv) disagrees with it.
+`find_inputs` lists the files of folders and globs, and what it passed over (`Inputs.skipped`).
+
 Every failure raises PatternError with the file and the reason, whatever went wrong inside a reader. Data that
 would be predicted wrongly without a word is refused (2θ that looks like radians, a constant pattern, different
 numbers of positions and intensities, counts that overflow, commas that could be decimal commas or thousands
@@ -57,28 +64,67 @@ TEXT_SUFFIXES = ('.xy', '.xye', '.dat', '.txt', '.csv', '.asc')
 SUFFIXES = TEXT_SUFFIXES + ('.xrdml', '.fxye', '.gsa', '.gss', '.rruff')
 
 
-def expand_inputs(inputs: list[str]) -> list[str]:
-  """Files, folders (their pattern files, recursively) and globs -> sorted paths, one per real file.
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+  """What `find_inputs` found: the pattern files to read, and what it passed over."""
+  paths: list[str]  # sorted, one per real file
+  skipped: list[str]  # one line each, starting with the path: a file in a folder that is no pattern file, a folder
+  # or glob with no pattern file, another path to a file already listed (hidden names are passed over unlisted)
+
+
+def find_inputs(inputs: list[str]) -> Inputs:
+  """Files, folders (their pattern files, recursively) and globs -> the paths to read and the lines of what was
+  passed over (`Inputs.skipped`: a command prints them, so that no file is left out without a word).
 
   Symlinked folders are followed, but a folder already visited (a link back up the tree, `self -> .`) is not
   entered again, so loops end; a file reached by several paths is kept once (its first path in sorted order).
-  Nothing is opened here: FIFOs and devices are listed like files and refused unread by read_pattern.
+  Nothing is opened here: FIFOs and devices are listed like files and refused unread by read_pattern. A file named
+  on the command line is always listed, whatever its suffix (read_pattern reads unknown suffixes as text); inside a
+  folder, only the suffixes of SUFFIXES are read and the other files are listed as skipped.
   """
-  out = []
+  out, skipped = [], []
   for item in inputs:
     if os.path.isdir(item):
-      out += [p for p in _walk(item) if os.path.basename(p).lower().endswith(SUFFIXES)]
+      found = _folder_files(item, skipped)
+      if not found:
+        skipped.append(f'{item}: a folder with no pattern file ({", ".join(SUFFIXES)}); nothing read from it')
+      out += found
     elif any(c in item for c in '*?['):
-      out += _glob(item)
+      found = _glob(item)
+      if not found:
+        skipped.append(f'{item}: no file matches this pattern')
+      out += found
     else:
       out.append(item)
-  unique, seen = [], set()
+  unique, seen = [], {}
   for path in sorted(dict.fromkeys(out)):
     real = os.path.realpath(path)
-    if real not in seen:
-      seen.add(real)
+    if real in seen:
+      skipped.append(f'{path}: the same file as {seen[real]}; read once')
+    else:
+      seen[real] = path
       unique.append(path)
-  return unique
+  return Inputs(unique, skipped)
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+  """The paths `find_inputs` finds (without the lines of what it passed over)."""
+  return find_inputs(inputs).paths
+
+
+def _folder_files(folder: str, skipped: list[str]) -> list[str]:
+  """The pattern files below folder; the other files (not hidden) appended to `skipped` with the reason."""
+  found = []
+  for path in _walk(folder):
+    name = os.path.basename(path)
+    if name.lower().endswith(SUFFIXES):
+      found.append(path)
+    elif not name.startswith('.') and not os.path.isdir(path):
+      suffix = os.path.splitext(name)[1]
+      why = f'suffix {suffix!r} is not a pattern file\'s' if suffix else 'no suffix'
+      skipped.append(f'{path}: {why} ({", ".join(SUFFIXES)}); skipped (name it on the command line to read it as '
+                     'text)')
+  return found
 
 
 def _walk(root: str, folders: bool = False):
@@ -225,6 +271,22 @@ def from_arrays(path: str, two_theta, intensity, wavelength: float | None = None
   return Pattern(tt[order], np.maximum(y[order], 0.0), wavelength, path, tuple(warnings))
 
 
+# Relative difference between a wavelength given (a flag, labels.csv) and the file's own beyond which the two
+# disagree: Kα1 and the Kα mean of one anode differ by 0.1-0.3%, two anodes by 16% or more (Cu 1.5418, Co 1.7903).
+WAVELENGTH_TOLERANCE = 0.01
+
+
+def wavelength_conflict(pattern: Pattern, given: float | None, given_by: str = 'the command line') -> str:
+  """One line naming both values when the file states its own wavelength (`pattern.wavelength`: a text header, an
+  XRDML's kAlpha) and `given` (Å; None: nothing given) differs from it by more than WAVELENGTH_TOLERANCE; '' when
+  they agree or either is missing. The given one is used (the caller's choice); the line says so."""
+  own = pattern.wavelength
+  if given is None or own is None or abs(given - own) <= WAVELENGTH_TOLERANCE * own:
+    return ''
+  return (f'{pattern.path}: the file says it was measured at {own:g} Å, but {given:g} Å was given ({given_by}); '
+          f'read at {given:g} Å')
+
+
 def coarsen(pattern: Pattern, max_points: int) -> Pattern:
   """The pattern with at most max_points points: runs of neighbours averaged (2θ and intensity). The work after
   reading (background, binning) then depends on the model grid, not on how finely the file was sampled."""
@@ -306,12 +368,12 @@ def _split(s: str) -> tuple[list[str], bool]:
   """The fields of a data line as written, and whether a comma inside a field can be a decimal comma or a
   thousands separator (False where commas separate the fields).
 
-  A ';' separates fields; else quoted CSV fields; else whitespace (a trailing comma dropped: `3.0, 313.0`); a line
-  with none of these is comma-separated (`3.00,313.0`)."""
-  if ';' in s:
-    return [f.strip() for f in s.split(';') if f.strip()], True
+  A ';' separates fields (quoted or not); else quoted CSV fields (comma or tab between them); else whitespace (a
+  trailing comma dropped: `3.0, 313.0`); a line with none of these is comma-separated (`3.00,313.0`)."""
+  if ';' in s:  # spreadsheet exports quote their fields: "12,5";"1000"
+    return [f.strip() for f in next(csv.reader([s], delimiter=';', skipinitialspace=True)) if f.strip()], True
   if '"' in s:
-    return [f.strip() for f in next(csv.reader([s])) if f.strip()], True
+    return [f.strip() for f in next(csv.reader([s], delimiter='\t' if '\t' in s else ',')) if f.strip()], True
   parts = s.replace('\t', ' ').split()
   if len(parts) > 1:
     return [p.rstrip(',') for p in parts if p.rstrip(',')], True
@@ -378,6 +440,23 @@ def _comma_meaning(path: str, lines: list[str], start: int) -> str | None:
 _SPACE_GROUPS = re.compile(r'(?<=\d)[\u00a0\u202f\u2009](?=\d{3}(?!\d))')
 
 
+# Fortran's double-precision exponent (1.0D+03): the same number as 1.0E+03.
+_FORTRAN_EXPONENT = re.compile(r'(?<![\w.+-])([+-]?(?:\d+\.?\d*|\.\d+))[dD]([+-]?\d+)(?![\w.])')
+# A line that cannot be data (a header or comment) and a line that starts like numbers: blocks of data are told
+# apart by the former between the latter.
+# (NaN and inf rows are data: from_arrays drops a few of them with a warning.)
+_NOT_DATA = re.compile(r'^[ \t]*(?!["\']?[+-]?(?:nan|inf))[^\s"\'+\-.\d][^\n]*$', re.M | re.I)
+_DATA = re.compile(r'^[ \t]*["\']?[+-]?(?:\.?\d|nan|inf)', re.M | re.I)
+# What a column header may call an x axis that is not 2θ (first field of the line above the data): refused,
+# since reading it as 2θ would predict from nonsense. 2θ names (2theta, 2θ, tth, angle) pass.
+_OTHER_AXES = ((re.compile(r'^d(?:$|[-_ ]?spacing|[-_ ]?value|\s*[(\[])|^dspacing', re.I), 'd-spacing'),
+               (re.compile(r'^q(?:$|\s*[(\[_])', re.I), 'Q (momentum transfer)'),
+               (re.compile(r'^(?:tof|time[-_ ]?of[-_ ]?flight)', re.I), 'time of flight'),
+               (re.compile(r'^(?:e|energy)(?:$|\s*[(\[_])', re.I), 'energy'))
+_TWO_THETA_NAMES = re.compile(r'2\s*th|2θ|tth|two[-_ ]?theta|angle', re.I)
+_D_SPACING = re.compile(r'\bd[-_ ]?spacing\b', re.I)
+
+
 def _read_text(path):
   with open(path, 'rb') as f:
     text, notes = _decode(path, f.read())
@@ -392,7 +471,7 @@ def _read_text(path):
       continue
     if not s.startswith(_COMMENT):
       try:
-        [float(p) for p in _fields(s)[:2]]
+        [float(p) for p in _fields(_FORTRAN_EXPONENT.sub(r'\1E\2', s))[:2]]
         start = n
         break
       except ValueError:
@@ -401,6 +480,10 @@ def _read_text(path):
       wl = header_wavelength(path, s)
   if start is None:
     raise PatternError(f'{path}: no numeric data')
+  _check_axis(path, lines[:start])
+  lines = lines[:start] + _fortran_exponents(lines[start:])
+  lines, block_note = _first_block(path, lines, start)
+  notes += block_note
   first = lines[start].strip()
   if ';' in first:
     style = 'semicolon'
@@ -418,11 +501,83 @@ def _read_text(path):
     data = _slow_rows(path, lines, start, comma)
   if data.ndim != 2 or data.shape[1] < 2:
     raise PatternError(f'{path}: line {start + 1} has one column; expected 2θ and intensity')
+  data, restart_note = _until_restart(path, data)
+  notes += restart_note
   if comma == 'decimal':
     notes += (f'{path}: decimal commas read as decimal points',)
   elif comma == 'thousands':
     notes += (f'{path}: commas read as thousands separators (1,030 as 1030)',)
   return data[:, 0], data[:, 1], wl, notes
+
+
+def _fortran_exponents(lines: list[str]) -> list[str]:
+  """Data lines with Fortran's exponents (1.0D+03) written as 1.0E+03; the regular expression runs only where a D
+  is there at all (a file of millions of lines otherwise pays seconds for nothing)."""
+  tail = '\n'.join(lines)
+  if 'd' not in tail and 'D' not in tail:
+    return lines
+  return _FORTRAN_EXPONENT.sub(r'\1E\2', tail).split('\n')
+
+
+def _check_axis(path: str, header: list[str]) -> None:
+  """Raises PatternError when the header says the first column is not 2θ (d-spacing, Q, time of flight, energy):
+  the column header (the last header line) names it first, or a line speaks of d-spacing and none of 2θ."""
+  named = [(n, l.strip()) for n, l in enumerate(header, 1) if l.strip()]
+  if not named:
+    return
+  n, last = named[-1]
+  if re.search(r'\d[.,]\d', last):  # a value (Energy 8.04 keV, a wavelength), not the columns' names
+    last = ''
+  label = re.split(r'[;,\t]|\s+', last.lstrip(''.join(c[0] for c in _COMMENT)).strip().strip('"\''))[0]
+  label = label.strip('"\'')
+  what = None if _TWO_THETA_NAMES.search(label) else next((w for rx, w in _OTHER_AXES if rx.search(label)), None)
+  if what is None and not any(_TWO_THETA_NAMES.search(l) for _, l in named):
+    n, line = next(((k, l) for k, l in named if _D_SPACING.search(l)), (n, None))
+    what = 'd-spacing' if line else None
+    last = line or last
+  if what:
+    raise PatternError(f'{path}: the header says the first column is {what} (line {n}: {last[:60]!r}), not 2θ; '
+                       'export the scan against 2θ in degrees')
+
+
+def _first_block(path: str, lines: list[str], start: int) -> tuple[list[str], tuple[str, ...]]:
+  """The lines up to the end of the first block of data, and a note when more blocks follow (several scans in one
+  file, each after its own header): those are not read, rather than mixed into one pattern."""
+  rest = '\n'.join(lines[start:])
+  blocks, end, pos = 1, None, 0
+  while True:
+    gap = _NOT_DATA.search(rest, pos)
+    more = _DATA.search(rest, gap.end()) if gap else None
+    if more is None:
+      break
+    if end is None:
+      end = start + rest.count('\n', 0, gap.start())
+    blocks += 1
+    after = _NOT_DATA.search(rest, more.start())
+    if after is None:
+      break
+    pos = after.start()
+  if end is None:
+    return lines, ()
+  return lines[:end], (f'{path}: {blocks} blocks of data (several scans?); only the first read (lines {start + 1}-'
+                       f'{end}), the one at line {end + 1} on left out',)
+
+
+def _until_restart(path: str, data: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+  """The rows before the 2θ column starts again (a jump back over more than half the range, against the scan's
+  direction: a second scan appended without a header), with a note; all rows when it never does."""
+  tt = data[:, 0]
+  finite = tt[np.isfinite(tt)]
+  if len(finite) < 3:
+    return data, ()
+  step = np.diff(tt)  # NaN next to a NaN row: never a jump
+  direction = 1.0 if np.median(np.diff(finite)) >= 0 else -1.0
+  back = np.flatnonzero(step * direction < -0.5 * (finite.max() - finite.min()))
+  if not back.size:
+    return data, ()
+  cut = int(back[0]) + 1
+  return data[:cut], (f'{path}: 2θ starts again after {cut} points ({tt[cut - 1]:.4g}° -> {tt[cut]:.4g}°: several '
+                      f'scans?); only the first {cut} points read',)
 
 
 def _fast_rows(lines: list[str], style: str, comma: str | None) -> np.ndarray | None:
@@ -431,7 +586,7 @@ def _fast_rows(lines: list[str], style: str, comma: str | None) -> np.ndarray | 
   if style in ('semicolon', 'whitespace') and comma:
     text = text.replace(',', '.' if comma == 'decimal' else '')
   if style == 'semicolon':
-    text = text.replace(';', ' ')
+    text = text.replace(';', ' ').replace('"', ' ')
   elif style == 'comma':
     text = text.replace(',', ' ')
   elif style == 'quoted':
@@ -492,15 +647,18 @@ def _read_xrdml(path):
     except PatternError as e:
       wl = None
       notes.append(f'{e}; the wavelength is not taken from the file')
-  counts = root.find(q('intensities'), ns)
+  scan, more = _first_scan(path, root, q, ns)
+  if more:
+    notes.append(more)
+  counts = scan.find(q('intensities'), ns)
   if counts is None:
-    counts = root.find(q('counts'), ns)
+    counts = scan.find(q('counts'), ns)
   if counts is None:
     raise PatternError(f'{path}: no <intensities> or <counts> in the XRDML')
   if not (counts.text or '').strip():
     raise PatternError(f'{path}: <{counts.tag.split("}")[-1]}> is empty')
   y = np.array(counts.text.split(), dtype=float)
-  for positions in root.iter(f'{{{ns["x"]}}}positions' if ns else 'positions'):
+  for positions in scan.iter(f'{{{ns["x"]}}}positions' if ns else 'positions'):
     if positions.get('axis') == '2Theta':
       start, end = positions.find(q('startPosition'), ns), positions.find(q('endPosition'), ns)
       listed = positions.find(q('listPositions'), ns)
@@ -514,6 +672,27 @@ def _read_xrdml(path):
         raise PatternError(f'{path}: {len(tt)} positions but {len(y)} intensities')
       return tt, y, wl, tuple(notes)
   raise PatternError(f'{path}: no 2Theta axis in the XRDML')
+
+
+# Scan axes along which 2θ moves (a 2θ or coupled θ-2θ scan); others (Omega: a rocking curve, Phi, Chi, X, ...)
+# hold 2θ still and are no powder pattern.
+_TWO_THETA_SCANS = ('gonio', '2theta', '2theta-omega', 'omega-2theta', '2theta-theta', 'theta-2theta')
+
+
+def _first_scan(path, root, q, ns):
+  """(the element of the first scan of an XRDML, a note when the file holds more); PatternError for a scan along
+  another axis than 2θ (its counts would be read as a pattern over a 2θ that does not move)."""
+  scans = root.findall(q('scan'), ns)
+  if not scans:
+    return root, None
+  axis = (scans[0].get('scanAxis') or 'Gonio').strip()
+  if axis.lower().replace(' ', '') not in _TWO_THETA_SCANS:
+    raise PatternError(f'{path}: the scan runs along {axis}, not 2θ (scanAxis="{axis}": a rocking curve or another '
+                       'non-powder scan); give a 2θ or Gonio scan')
+  more = None
+  if len(scans) > 1:
+    more = f'{path}: {len(scans)} scans in the file; only the first read'
+  return scans[0], more
 
 
 def _read_gsas(path):
