@@ -86,3 +86,17 @@ def test_weighted_crystal_system_loss_is_the_weighted_mean_of_the_nll():
   np.testing.assert_allclose(losses.cross_entropy(log_probs, labels, weights), np.mean(weights[labels] * nll),
                              rtol=1e-6)
   np.testing.assert_allclose(losses.cross_entropy(log_probs, labels), nll.mean(), rtol=1e-6)
+
+
+def test_the_trainer_weights_the_crystal_systems_by_the_training_split(tiny_corpus):
+  """config.loss.crystal_system_balance: the class weights come from the training split's counts (0: none)."""
+  from difcon_jax import train  # pylint: disable=g-import-not-at-top
+  from difcon_jax.data import corpus, input_pipeline  # pylint: disable=g-import-not-at-top
+  import train_helpers  # pylint: disable=g-import-not-at-top
+  c = train_helpers.tiny_config(tiny_corpus)
+  data = input_pipeline.PeakBatches(tiny_corpus, 'train', 8)
+  assert train.crystal_system_weights(c, data) is None
+  c.loss.crystal_system_balance = 1.0
+  counts = np.bincount(corpus.load_arrays(tiny_corpus, 'train', ('crystal_system',))['crystal_system'], minlength=7)
+  np.testing.assert_allclose(train.crystal_system_weights(c, data), losses.class_weights(counts, 1.0))
+  assert np.allclose((counts * train.crystal_system_weights(c, data))[counts > 0], counts.sum() / (counts > 0).sum())
