@@ -243,9 +243,9 @@ def fit_combination(settings: search.Settings) -> int:
   evidence = combine.search_patterns(x, grid_lib.bin_centres(model.grid), model.wavelength, FLAGS.budget,
                                      FLAGS.workers, settings=settings)
   truth = preds.labels['crystal_system']
-  record = {'model': model.source, 'corpus': os.path.abspath(FLAGS.corpus), 'split': 'test',
+  record = {'model': model.source, 'corpus': FLAGS.corpus, 'split': 'test',
             'structures': [FLAGS.start, FLAGS.start + len(x)], 'distribution': FLAGS.distribution,
-            'budget_s': FLAGS.budget, 'command': ' '.join(sys.argv)}
+            'budget_s': FLAGS.budget, 'command': ' '.join(['python -m difcon_jax.index'] + sys.argv[1:])}
   fitted = combine.fit(combine.network_probs(preds.logits), evidence, truth, record, settings)
   fitted.save(out)
   net = np.argmax(combine.network_probs(preds.logits), 1)
