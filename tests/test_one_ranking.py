@@ -162,8 +162,9 @@ def test_evaluate_rows_are_predict_rows(measured_folder, tmp_path):
   out = tmp_path / 'eval'
   _run('-m', 'difcon_jax.evaluate', '--set=experimental', f'--data={measured_folder}',
        f'--labels={measured_folder.parent / "labels.csv"}', f'--out={out}', '--batch_size=4')
+  # The network's ranking on both sides (predict's default adds the indexing search; evaluate does with --index).
   _run('-m', 'difcon_jax.predict', '--input', str(measured_folder), '--output', str(tmp_path / 'p.csv'),
-       '--batch_size=4')
+       '--batch_size=4', '--noindex')
   evaluated = {os.path.basename(r['file']): r for r in csv.DictReader(open(out / 'predictions.csv'))}
   predicted = {os.path.basename(r['file']): r for r in csv.DictReader(open(tmp_path / 'p.csv'))}
   assert set(evaluated) == set(predicted) == {f'{n}.xy' for n in LABELLED}
