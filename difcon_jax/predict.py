@@ -13,6 +13,11 @@ refused. The CSV and the embeddings are written atomically (devices, FIFOs and /
 and globs list each real file once and never loop through symlinks; a FIFO or device among the inputs gets an error
 row without being opened.
 
+By default each pattern's unit cells are searched too (difcon_jax/indexing, --index_budget CPU seconds per pattern,
+in a process pool) and the crystal systems ranked by the network and the cells together with the model's
+combination.json (indexing/combine.py; the network alone where a search runs out of time or the model has none,
+which is said); --noindex ranks by the network alone, as `evaluate` does without --index.
+
 What a person reads: for up to 20 files, a short table per file (top crystal systems, extinction groups with their
 space groups, top space groups with Hermann-Mauguin symbols, probabilities, warnings beside the file), else one
 line; the last line gives the counts, the CSV and the model. --format=summary writes a narrow CSV (the first label
