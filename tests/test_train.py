@@ -346,7 +346,8 @@ def test_a_nan_loss_stops_the_run_at_that_step(tiny, tmp_path, monkeypatch):
   from difcon_jax import losses
   real = losses.classification_losses
   monkeypatch.setattr(losses, 'classification_losses',
-                      lambda logits, labels: {k: v * jnp.nan for k, v in real(logits, labels).items()})
+                      lambda logits, labels, *weights: {k: v * jnp.nan for k, v in real(logits, labels,
+                                                                                           *weights).items()})
   config = _small_config(tiny)
   config.checkpoint_every = 1
   with pytest.raises(FloatingPointError, match='loss is nan at step 1'):
