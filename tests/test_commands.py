@@ -16,7 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_help_exits_0_and_shows_the_configs_and_one_spelling_per_flag():
   procs = {m: subprocess.Popen([sys.executable, '-m', f'difcon_jax.{m}', '--help'], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
-           for m in ('predict', 'evaluate', 'train', 'data.build')}
+           for m in ('predict', 'evaluate', 'train', 'data.build', 'index', 'peaks', 'export', 'hand', 'similarity',
+                     'data.synthetic')}
   out = {}
   for m, p in procs.items():
     out[m], err = p.communicate(timeout=300)
@@ -29,6 +30,9 @@ def test_help_exits_0_and_shows_the_configs_and_one_spelling_per_flag():
   for flag in ('--format:', '--report:'):
     assert flag in out['predict']
   assert '--report:' in out['evaluate'] and '--rebuild' in out['data.build']
+  assert '--fit_combination' in out['index'] and '--output:' in out['index']
+  for flag in ('--input:', '--anode:', '--wavelength:', '--index_budget:'):
+    assert flag in out['predict'], flag
 
 
 def test_a_flag_spelt_with_dashes_is_read_as_its_one_spelling():
