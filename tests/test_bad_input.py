@@ -413,7 +413,8 @@ def test_help_spells_flags_as_the_parser_takes_them():
   code = ('import importlib, re, sys; from absl import flags; m = importlib.import_module(sys.argv[1]); '
           'getattr(m, "define_flags", lambda: None)(); '
           'used = set(re.findall(r"--([a-z][a-z_-]*)", m.__doc__)); '
-          'print(sorted(u for u in used if u not in flags.FLAGS and not u.startswith("config")))')
+          'print(sorted(u for u in used if u not in flags.FLAGS and not u.startswith("config") '
+          'and not (u.startswith("no") and u[2:] in flags.FLAGS)))')  # --noX: absl's negation of a bool flag
   procs = {m: subprocess.Popen([sys.executable, '-c', code, m], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, cwd=ROOT)
            for m in ('difcon_jax.peaks', 'difcon_jax.data.build', 'difcon_jax.predict', 'difcon_jax.evaluate',
