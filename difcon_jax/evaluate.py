@@ -336,10 +336,8 @@ def main(argv):
   if rows is None:  # a simulated set: every pattern usable
     rows = [summary_lib.status_row(name) for name in preds.names]
   predicted = summary_lib.prediction_rows(rows, preds.ranked, eval_sets.TOP_K, preds.labels)
-  network_first = np.argmax(combine.network_probs(preds.logits), 1) if evidence else []
-  for j, row in enumerate(r for r in predicted if r['status'] == 'ok' and evidence):
-    row.update(summary_lib.index_columns(evidence[j], spacegroups.CRYSTAL_SYSTEMS[network_first[j]],
-                                         row['crystal_system_1']))
+  if evidence:
+    summary_lib.add_index_columns(predicted, evidence, combine.network_probs(preds.logits))
   outputs.write_rows(out_dir / 'predictions.csv', predicted)
   confusion_png(metrics['crystal_system_confusion'], out_dir / 'crystal_system_confusion.png',
                 f'{FLAGS.set}: crystal system (model step {model.step})')

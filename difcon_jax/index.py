@@ -236,7 +236,7 @@ def fit_combination(settings: search.Settings) -> int:
   out = os.path.join(model.folder, combine.COMBINATION_FILE)
   data = eval_sets.SimulatedSet(FLAGS.corpus, FLAGS.distribution, model.config.num_bins, model.config.two_theta_max,
                                 64, model.config.get('eval_seed', 1), FLAGS.examples or 1500, start=FLAGS.start)
-  x, kept = [], []
+  kept = []
   batches = (kept.append(b) or b for b in data)
   preds = eval_sets.run(model, batches, keep_logits=True)
   x = np.concatenate([np.asarray(b.x)[:b.count] for b in kept])

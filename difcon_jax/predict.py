@@ -122,15 +122,13 @@ def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_backg
                         top_k, embeddings=True, keep_logits=index)
   evidence = []
   if index and len(x):
-    network_first = np.argmax(combine.network_probs(preds.logits), 1)
     evidence = combine.search_patterns(x, grid_lib.bin_centres(model.grid), model.wavelength, index_budget,
                                        index_workers, progress)
     if combination is not None:
       preds, _ = eval_sets.with_index(preds, evidence, combination, top_k)
   rows = summary.prediction_rows(statuses, preds.ranked, top_k)
-  for j, row in enumerate(r for r in rows if r['status'] == 'ok' and evidence):
-    row.update(summary.index_columns(evidence[j], spacegroups.CRYSTAL_SYSTEMS[network_first[j]],
-                                     row['crystal_system_1']))
+  if evidence:
+    summary.add_index_columns(rows, evidence, combine.network_probs(preds.logits))
   if check_cells:  # does the network's crystal system index the peaks? (indexing.check_columns)
     from difcon_jax import indexing  # pylint: disable=g-import-not-at-top
     for j, row in enumerate(r for r in rows if r['status'] == 'ok'):

@@ -29,6 +29,7 @@ EXTINCTION_NOTATION = ('An extinction group is the set of space groups of one cr
                        'and two more (P-62c, P63/mmc).')
 
 STATUS_COLUMNS = ('file', 'status', 'error', 'warning')
+
 OPTIONAL_STATUS_COLUMNS = ('wavelength',)  # predict's: the wavelength a file was read at and where it came from
 
 
@@ -126,6 +127,16 @@ def index_columns(evidence, network_system: str, combined_system: str) -> dict:
       row.update({f'{m}_cell': _cell_text(sol.cell), f'{m}_volume': f'{sol.volume:.2f}', f'{m}_m20': f'{sol.m:.1f}',
                   f'{m}_unindexed': sol.unindexed})
   return row
+
+
+def add_index_columns(rows: list[dict], evidence: list, network_probs) -> None:
+  """Adds index_columns to the 'ok' rows in place: the j-th 'ok' row gets evidence[j] and the network's first
+  crystal system of network_probs[j] ([N, 7]); nothing without evidence."""
+  if not evidence:
+    return
+  first = [spacegroups.CRYSTAL_SYSTEMS[i] for i in network_probs.argmax(1)]
+  for j, row in enumerate(r for r in rows if r['status'] == 'ok'):
+    row.update(index_columns(evidence[j], first[j], row['crystal_system_1']))
 
 
 def cell_line(row: dict) -> str:
