@@ -62,6 +62,26 @@ def test_prefetch_resumes_at_a_step(corpus_path):
     np.testing.assert_array_equal(b['index'], data.batch(s)['index'])
 
 
+def test_closing_prefetch_waits_for_its_thread(corpus_path):
+  """A program that closes its batches and exits must not leave the thread inside a device transfer: that aborts
+  the interpreter at exit after the work is done."""
+  import threading
+  import time
+  data = input_pipeline.PeakBatches(corpus_path, 'train', 8, seed=0)
+  entered = threading.Event()
+
+  def slow_place(batch):
+    entered.set()
+    time.sleep(0.5)
+    return batch
+
+  batches = data.prefetch(0, depth=1, place=slow_place)
+  next(batches)
+  entered.wait(5.0)  # the thread is now placing the next batch
+  batches.close()
+  assert not [t for t in threading.enumerate() if t.name == 'peak-batches']
+
+
 def test_evaluation_order_wraps_around(corpus_path):
   data = input_pipeline.PeakBatches(corpus_path, 'test', 8, shuffle=False)
   n = data.size

@@ -117,7 +117,7 @@ class PeakBatches:
   def prefetch(self, first_step: int, depth: int = 2, place: Callable[[dict], dict] | None = None
                ) -> Iterator[tuple[int, dict]]:
     """(step, batch) from first_step on, each built (and `place`d, e.g. on the devices) by a background thread up
-    to `depth` steps ahead. The thread stops when the iterator is closed or garbage-collected."""
+    to `depth` steps ahead. The thread stops, and is waited for, when the iterator is closed or garbage-collected."""
     if depth < 1:  # Queue(maxsize=0) has no bound: the thread would build batches until memory ran out
       raise ValueError(f'prefetch depth must be at least 1, got {depth}')
     out: queue.Queue = queue.Queue(maxsize=depth)
@@ -149,4 +149,7 @@ class PeakBatches:
           raise item
         yield item
     finally:
+      # Wait for the thread: one still inside `place` (a device transfer) when the interpreter exits aborts the
+      # process ("FATAL: exception not rethrown") after the work is done.
       stop.set()
+      thread.join(timeout=60.0)
