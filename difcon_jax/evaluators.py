@@ -12,7 +12,7 @@ An evaluator runs every `every` steps (None: config.eval_every) and at the last 
 '{name}/{metric}' for metrics.accuracy_names() and '{name}/crystal_system_majority_share' (what always answering
 the most common true crystal system would score).
 
-Checkpoints are chosen on simulated sets only (train_checks refuses a best_metric of a measured set): measured
+Checkpoints are chosen on simulated sets only (config_checks refuses a best_metric of a measured set): measured
 patterns stay a test set, and a model that was selected on them would say so in its config.
 """
 

@@ -142,22 +142,14 @@ def read_config(path: str) -> tuple[ml_collections.ConfigDict, resnet1d.DifconNe
   return config, model, expected
 
 
-def _shapes(tree) -> dict[str, tuple]:
-  """{'params/Conv_0/kernel': shape} of a tree of arrays (dict keys and list indices alike as text)."""
-  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  name = lambda keys: '/'.join(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in keys)
-  return {name(k): tuple(np.shape(v)) for k, v in flat}
-
-
 def check_fits(variables: dict, expected: dict, weights, config_path) -> None:
   """Raises ModelError when the weights (from the file or folder `weights`) are not those of the network that
   config.json describes (another model's config.json beside them, or weights of another version)."""
-  have = _shapes({k: variables.get(k, {}) for k in ('params', 'batch_stats')})
-  want = _shapes({k: expected.get(k, {}) for k in ('params', 'batch_stats')})
-  if have == want:
+  have = workdir_lib.array_shapes({k: variables.get(k, {}) for k in ('params', 'batch_stats')})
+  want = workdir_lib.array_shapes({k: expected.get(k, {}) for k in ('params', 'batch_stats')})
+  differ, extra, missing = workdir_lib.shape_differences(have, want)
+  if not (differ or extra or missing):
     return
-  differ = sorted(k for k in set(have) & set(want) if have[k] != want[k])
-  missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
   if differ:
     detail = f'{differ[0]} is {have[differ[0]]} there, {want[differ[0]]} by config.json'
   elif missing:
@@ -182,7 +174,6 @@ def _restore_checkpoint(workdir: str, which: str) -> tuple[dict, int, str, list[
     FileNotFoundError: no checkpoint at all.
     ModelError: none of the checkpoints can be restored; names each and its problem.
   """
-  cli.drop_closed_loop_reports()  # a damaged checkpoint's read leaves dozens of harmless tracebacks behind
   failed = []
   options = ocp.CheckpointManagerOptions(read_only=True)  # reading never creates or deletes anything
   for name, folder in workdir_lib.checkpoint_folders(workdir, which):
@@ -194,19 +185,20 @@ def _restore_checkpoint(workdir: str, which: str) -> tuple[dict, int, str, list[
     except Exception as e:  # pylint: disable=broad-except  (a garbled checkpoint folder is that folder's error)
       failed.append(f'{folder}: {_first_line(e)}')
       continue
-    for step in steps:
-      if step is None:
-        continue
-      try:
-        restored = mngr.restore(step, args=ocp.args.StandardRestore())
-        params = restored['ema_params'] if restored.get('ema_params') is not None else restored['params']
-        variables = {'params': params, 'batch_stats': restored['batch_stats']}
-        step_done = int(restored['step'])
-      except Exception as e:  # pylint: disable=broad-except  (a damaged checkpoint: try the one before it)
-        failed.append(f'{folder / str(step)}: {_first_line(e)}')
-        logging.warning('%s: cannot be restored (%s); trying the checkpoint before it', folder / str(step),
-                        _first_line(e))
-        continue
+
+    def restore(step, mngr=mngr):
+      restored = mngr.restore(step, args=ocp.args.StandardRestore())
+      params = restored['ema_params'] if restored.get('ema_params') is not None else restored['params']
+      return {'params': params, 'batch_stats': restored['batch_stats']}, int(restored['step'])
+
+    def passed_over(step, e, folder=folder):
+      failed.append(f'{folder / str(step)}: {_first_line(e)}')
+      logging.warning('%s: cannot be restored (%s); trying the checkpoint before it', folder / str(step),
+                      _first_line(e))
+
+    step, restored = workdir_lib.restore_newest(steps, restore, passed_over)
+    if step is not None:
+      variables, step_done = restored
       return variables, step_done, os.fspath(folder / str(step)), failed
   if failed:
     raise ModelError(f'{workdir}: no checkpoint can be restored; {"; ".join(failed)}')

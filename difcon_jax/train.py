@@ -32,15 +32,16 @@ import optax
 import orbax.checkpoint as ocp
 
 from difcon_jax import cli
+from difcon_jax import config_checks
 from difcon_jax import evaluators
 from difcon_jax import losses
+from difcon_jax import memory_check
 from difcon_jax import metrics
-from difcon_jax import train_checks
+from difcon_jax import resume_checks
 from difcon_jax import workdir as workdir_lib
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
 from difcon_jax.crystallography import spacegroups
-from difcon_jax.data import corpus as corpus_lib
 from difcon_jax.data import input_pipeline
 from difcon_jax.models import heads
 from difcon_jax.models import resnet1d
@@ -236,73 +237,34 @@ def train_step(state: TrainState, batch: dict, *, model, tx, config, aug_cfg, me
 
 # ---------------------------------------------------------------------------------------------------- loop
 
-def check_corpus(config) -> None:
-  """Raises train_checks.ConfigError (one line each) when a corpus the run reads (config.corpus, and the corpus of
-  each simulated evaluation set that names its own) is missing, damaged (a record file cut short), lacks a split
-  the run reads (train for training; test, which the evaluation renders), or was built for another grid than the
-  config's (wavelength, 2θ range): training on it would learn the wrong peak positions."""
-  errors = []
-  for path, field in evaluators.corpora(config).items():
-    errors += _corpus_problems(config, path, field, ('train', 'test') if field == 'corpus' else ('test',))
-  if errors:
-    raise train_checks.ConfigError('\n'.join(errors))
-
-
-def _corpus_problems(config, path: str, field: str, needed: tuple[str, ...]) -> list[str]:
-  where = f'config.{field}={path}'
-  try:
-    info = corpus_lib.metadata(path)
-    counts = corpus_lib.splits(path)
-  except FileNotFoundError:
-    return [f'{where}: no corpus there; build one with python -m difcon_jax.data.build --cifs=DIR --out={path} '
-            f'(or --synthetic=N, see BUILD.md)']
-  except corpus_lib.CorpusError as e:
-    return [f'{where}: {e}']
-  errors = []
-  uses = {'train': 'training', 'test': 'the evaluation'}
-  for split in needed:
-    if not counts.get(split):
-      errors.append(f'{where}: no {split!r} split (the corpus has '
-                    f'{", ".join(f"{k} {v}" for k, v in counts.items()) or "no records"}), which {uses[split]} '
-                    'needs; build it from more structures (or another --test_fraction)')
-  if info.get('wavelength') is not None and abs(float(info['wavelength']) - config.wavelength) > 1e-6:
-    errors.append(f'config.wavelength={config.wavelength}: the corpus {path} holds peak lists at '
-                  f'{info["wavelength"]} Å; build the corpus at the training wavelength (data.build --wavelength) '
-                  f'or set --config.wavelength={info["wavelength"]}')
-  if info.get('two_theta_max') is not None and config.two_theta_max > float(info['two_theta_max']) + 1e-9:
-    errors.append(f'config.two_theta_max={config.two_theta_max}: the corpus {path} has peaks up to '
-                  f'{info["two_theta_max"]}° only (the grid beyond would always be empty)')
-  return errors
-
-
 def restore_or_init(config, model, tx, workdir: str, replicated) -> tuple[TrainState, Any, Any]:
   """(state on the devices, latest and best checkpoint managers): the latest checkpoint in workdir that can be
   restored, else a new state. A checkpoint whose files are cut or garbled (a kill or a full disk during a save) is
   moved aside to checkpoints/STEP.damaged, with a warning, and the one before it restored (Orbax keeps
-  config.keep_checkpoints). Raises train_checks.ConfigError when a checkpoint holds another model."""
+  config.keep_checkpoints). Raises config_checks.ConfigError when a checkpoint holds another model."""
   state = init_state(config, model, tx, jnp.zeros((1, config.num_bins)))
   logging.info('parameters: %s', f'{sum(x.size for x in jax.tree.leaves(state.params)):,}')
   latest, best = workdir_lib.checkpoint_managers(workdir, config.keep_checkpoints, config.best_metric)
-  cli.drop_closed_loop_reports()  # a damaged checkpoint's read leaves dozens of harmless tracebacks behind
   damaged = []
-  for step in sorted(latest.all_steps(), reverse=True):
-    try:
-      train_checks.check_checkpoint_matches(state, str(latest.directory), step, workdir, config)
-      restored = latest.restore(step, args=ocp.args.StandardRestore(state))
-    except train_checks.ConfigError:
-      raise
-    except Exception as e:  # pylint: disable=broad-except  (any damage to a checkpoint's files: use the one before)
-      reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-      aside = epath.Path(latest.directory) / f'{step}.damaged'
-      if jax.process_index() == 0:  # the folder is shared by all processes: one moves it
-        (epath.Path(latest.directory) / str(step)).rename(aside)
-      damaged.append(step)
-      logging.warning('%s/%d cannot be restored (%s: %s); moved to %s, resuming from the checkpoint before it',
-                      latest.directory, step, type(e).__name__, reason, aside)
-      continue
+
+  def restore(step):
+    resume_checks.check_checkpoint_matches(state, str(latest.directory), step, workdir, config)
+    return latest.restore(step, args=ocp.args.StandardRestore(state))
+
+  def move_aside(step, e):
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    aside = epath.Path(latest.directory) / f'{step}.damaged'
+    if jax.process_index() == 0:  # the folder is shared by all processes: one moves it
+      (epath.Path(latest.directory) / str(step)).rename(aside)
+    damaged.append(step)
+    logging.warning('%s/%d cannot be restored (%s: %s); moved to %s, resuming from the checkpoint before it',
+                    latest.directory, step, type(e).__name__, reason, aside)
+
+  step, restored = workdir_lib.restore_newest(sorted(latest.all_steps(), reverse=True), restore, move_aside,
+                                              refuse=(config_checks.ConfigError,))
+  if step is not None:
     state = restored
     logging.info('restored step %d from %s', int(state.step), latest.directory)
-    break
   if damaged:
     latest.reload()  # the damaged steps are no longer checkpoints: their numbers can be saved again
     if int(state.step) == 0:
@@ -432,19 +394,19 @@ def write_config(config, workdir: str, start: int) -> None:
   """config.json (predict and evaluate rebuild the model from it; it records the grid and wavelength), written
   once the config and the restore are known good; metrics.jsonl rows after the restored step dropped."""
   if jax.process_index() == 0:
-    workdir_lib.write_config(workdir, train_checks.recorded_config(config))
+    workdir_lib.write_config(workdir, resume_checks.recorded_config(config))
     workdir_lib.trim_metrics(workdir, start)  # rows after the checkpoint are written again by this run
 
 
 def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   """Trains per config, resuming from workdir; returns the final state and the last evaluation metrics.
 
-  Raises train_checks.ConfigError, before writing anything, for a bad config, a missing corpus or one built for
+  Raises config_checks.ConfigError, before writing anything, for a bad config, a missing corpus or one built for
   another grid, or a config that does not match the checkpoint already in workdir.
   """
   cpu_start, wall_start = time.process_time(), time.time()  # the run's cost includes its set-up and restore
-  train_checks.check_config(config)
-  check_corpus(config)
+  config_checks.check_config(config)
+  config_checks.check_corpus(config)
   workdir_lib.check(workdir)
   if config.get('distributed', False):
     # Unset fields (None) are found by JAX from the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU).
@@ -455,7 +417,7 @@ def train_and_evaluate(config, workdir: str) -> tuple[TrainState, dict]:
   batch_size = global_batch_size(config)
   if batch_size % jax.device_count():
     raise ValueError(f'batch size {batch_size} is not divisible by {jax.device_count()} devices')
-  train_checks.check_memory(config, num_views(config), batch_size=batch_size)
+  memory_check.check_memory(config, num_views(config), batch_size=batch_size)
   workdir_lock = workdir_lib.lock(workdir, jax.process_index())  # one training per workdir, held to the end
 
   # Input: only the fields the step reads, gathered whole and placed on the devices by a background thread.
@@ -566,7 +528,7 @@ def main(argv):
       lambda record: record.levelno >= logging.converter.STANDARD_WARNING or 'orbax' not in record.pathname)
   try:
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (train_checks.ConfigError, workdir_lib.WorkdirError) as e:
+  except (config_checks.ConfigError, workdir_lib.WorkdirError) as e:
     for line in str(e).splitlines():
       print(f'train: error: {line}', file=sys.stderr)
     return 2

@@ -16,10 +16,12 @@ metrics.jsonl is rewritten whole at each write (small: one row per logged step).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 from etils import epath
+import jax
+import orbax.checkpoint as ocp
 
 from difcon_jax import cli
 from difcon_jax import folder_lock
@@ -233,7 +235,6 @@ def trained_step(workdir: str) -> int | None:
 def checkpoint_managers(workdir: str, keep: int, best_metric: str):
   """(latest, best) Orbax CheckpointManagers for training: the `keep` latest steps, and the one step with the
   highest evaluation `best_metric`; both save asynchronously."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
   def barriers(name):
     # Orbax names its cross-process barriers after the step; both managers save the last step, so without a
@@ -258,3 +259,36 @@ def checkpoint_folders(workdir: str, which: str) -> list[tuple[str, epath.Path]]
 def is_training_workdir(folder: str) -> bool:
   """Whether `folder` holds a training's config.json and checkpoints (as opposed to an exported model)."""
   return path(folder, CONFIG).exists() and any(path(folder, n).is_dir() for n in (CHECKPOINTS, BEST))
+
+
+def array_shapes(tree) -> dict[str, tuple]:
+  """{'params/Conv_0/kernel': shape} of a tree of arrays or of a checkpoint's metadata. Dict keys and list indices
+  are named alike as text: checkpoint metadata lists by '0', '1', a state by 0, 1."""
+  flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, 'shape'))[0]
+  name = lambda keys: '/'.join(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in keys)
+  return {name(k): tuple(v.shape) for k, v in flat if hasattr(v, 'shape')}
+
+
+def shape_differences(have: dict, want: dict) -> tuple[list[str], list[str], list[str]]:
+  """(names of arrays of another shape, names only in `have`, names only in `want`), each sorted, of two
+  array_shapes; all empty when they hold the same arrays."""
+  return (sorted(k for k in have.keys() & want.keys() if have[k] != want[k]), sorted(have.keys() - want.keys()),
+          sorted(want.keys() - have.keys()))
+
+
+def restore_newest(steps, restore: Callable[[int], Any], on_damaged: Callable[[int, Exception], None],
+                   refuse: tuple[type[Exception], ...] = ()) -> tuple[int | None, Any]:
+  """(step, restore(step)) of the first of `steps` (newest first) whose restore works, else (None, None). A step
+  whose restore raises (a checkpoint cut or garbled by a kill or a full disk) is passed to on_damaged(step, error)
+  and the one before it tried; errors of the types in `refuse` (a checkpoint of another model) are raised."""
+  cli.drop_closed_loop_reports()  # a damaged checkpoint's read leaves dozens of harmless tracebacks behind
+  for step in steps:
+    if step is None:
+      continue
+    try:
+      return step, restore(step)
+    except refuse:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  (any damage to a checkpoint's files: use the one before)
+      on_damaged(step, e)
+  return None, None

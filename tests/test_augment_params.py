@@ -15,7 +15,7 @@ from ml_collections import config_flags
 
 from difcon_jax import config_base
 from difcon_jax import grid
-from difcon_jax import train_checks
+from difcon_jax import config_checks
 from difcon_jax.augment import kernel
 from difcon_jax.augment import params
 
@@ -67,7 +67,7 @@ def test_no_override_is_the_named_distribution_and_a_whole_dict_replaces_it():
   d = _kernel_config(c).dist
   assert d.U == (1e-4, 3e-4) and d.W == params.distribution('train').W
   c.augment = params.distribution('invariance_test')
-  assert train_checks.config_errors(c) == []
+  assert config_checks.config_errors(c) == []
   assert _kernel_config(c).dist.to_dict() == params.distribution('invariance_test').to_dict()
 
 
@@ -82,7 +82,7 @@ def test_command_line_overrides_parse_as_ranges_and_numbers():
   config_flags.DEFINE_config_file('config', None, flag_values=fv, lock_config=True, sys_argv=argv)
   fv(argv)
   c = fv.config
-  assert train_checks.config_errors(c) == []
+  assert config_checks.config_errors(c) == []
   d = _kernel_config(c).dist
   assert d.U == (2e-3, 3e-3) and d.impurities == (2, 4) and d.dilation == (1, 3) and d.kalpha2 == 0.5
   assert all(isinstance(v, int) for v in d.impurities)
@@ -125,7 +125,7 @@ BAD = [
 def test_bad_overrides_are_refused_in_one_line(name, key, value, allowed):
   c = _config(name)
   c.augment = {key: value, 'W': (1e-4, 2e-4)}  # beside a good one
-  errors = train_checks.config_errors(c)
+  errors = config_checks.config_errors(c)
   assert len(errors) == 1 and errors[0].startswith(f'config.augment.{key}={value!r}: '), errors
   assert allowed in errors[0] and '\n' not in errors[0], errors
   with pytest.raises(ValueError, match=f'^{key}='):

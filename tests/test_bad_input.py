@@ -17,7 +17,8 @@ import pytest
 
 from difcon_jax import cli
 from difcon_jax import grid as grid_lib
-from difcon_jax import train_checks
+from difcon_jax import config_checks
+from difcon_jax import resume_checks
 from difcon_jax import workdir as workdir_lib
 from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import structure as structure_lib
@@ -429,7 +430,7 @@ def test_config_errors_name_each_bad_field():
   import train_helpers
   rng = np.random.default_rng(14)
   base = train_helpers.tiny_config('corpus')
-  assert train_checks.config_errors(base) == []
+  assert config_checks.config_errors(base) == []
   bad = {'steps': [-1, 0], 'log_every': [0, -5], 'eval_every': [0], 'checkpoint_every': [0],
          'batch_size': [0, -int(rng.integers(1, 99))], 'best_metric': ['nope', 'equivariance/top1'],
          'augmentation': ['trian'], 'ema_decay': [1.0, -0.1], 'two_theta_max': [0.0, 200.0]}
@@ -438,12 +439,12 @@ def test_config_errors_name_each_bad_field():
       c = train_helpers.tiny_config('corpus')
       with c.unlocked():
         c[field] = v
-      errors = train_checks.config_errors(c)
+      errors = config_checks.config_errors(c)
       assert len(errors) == 1 and errors[0].startswith(f'config.{field}='), (field, v, errors)
   c = train_helpers.tiny_config('corpus')
   c.optimizer.name = 'sgd'
   c.model.stage_sizes = ()
-  assert len(train_checks.config_errors(c)) == 2
+  assert len(config_checks.config_errors(c)) == 2
 
 
 def test_train_refuses_bad_configs_and_unknown_fields_in_one_line(tmp_path):
@@ -513,7 +514,7 @@ def test_a_changed_model_is_refused_before_the_workdir_is_touched(tiny_workdir, 
   for field, value in (('width', 16), ('embedding_dim', 24)):
     c = train_helpers.tiny_config(corpus, steps=4)
     c.model[field] = value
-    with pytest.raises(train_checks.ConfigError, match='different model') as e:
+    with pytest.raises(config_checks.ConfigError, match='different model') as e:
       train.train_and_evaluate(c, str(work))
     assert 'config.json' in str(e.value) and '\n' not in str(e.value)
     assert {p: (work / p).read_bytes() for p in before} == before
@@ -537,7 +538,7 @@ def test_a_resume_with_another_corpus_or_recipe_is_refused_before_the_workdir_is
     c = train_helpers.tiny_config(corpus, steps=4)
     with c.unlocked():
       change(c)
-    with pytest.raises(train_checks.ConfigError, match='another config') as e:
+    with pytest.raises(config_checks.ConfigError, match='another config') as e:
       train.train_and_evaluate(c, str(work))
     assert f'{field}:' in str(e.value) and 'config.json' in str(e.value) and '\n' not in str(e.value)
     assert {p: (work / p).read_bytes() for p in before} == before
@@ -554,10 +555,10 @@ def test_a_config_json_of_an_older_trainer_resumes_under_its_own_config(tmp_path
   old = json.loads(c.to_json_best_effort())
   assert not any(old['augment'].values())  # the overrides, none set
   del old['ema_decay']
-  assert train_checks.resume_changes(old, c) == ([], [])
+  assert resume_checks.resume_changes(old, c) == ([], [])
   c.augment = {'U': (0.001, 0.002)}
   c.steps = 9
-  refused, allowed = train_checks.resume_changes(old, c)
+  refused, allowed = resume_checks.resume_changes(old, c)
   assert [r[0] for r in refused] == ['augment.U'] and allowed == [('steps', 2, 9)]
 
 

@@ -25,7 +25,8 @@ from difcon_jax import folder_lock
 from difcon_jax import grid as grid_lib
 from difcon_jax import inference
 from difcon_jax import summary
-from difcon_jax import train_checks
+from difcon_jax import config_checks
+from difcon_jax import memory_check
 from difcon_jax import workdir as workdir_lib
 from difcon_jax.data import build
 from difcon_jax.data import corpus
@@ -341,15 +342,14 @@ def test_damaged_exported_models_are_named_in_one_line(tmp_path):
 
 
 def test_damaged_corpora_are_named_before_any_training(tmp_path):
-  from difcon_jax import train
   import train_helpers
   cifs = _cifs(tmp_path)
   whole = tmp_path / 'whole'
   build.build(str(cifs), str(whole), workers=1, progress=False, test_fraction=0.5)
   only_train = tmp_path / 'only_train'
   build.build(str(cifs), str(only_train), workers=1, progress=False, test_fraction=0.0)
-  with pytest.raises(train_checks.ConfigError, match="no 'test' split") as e:
-    train.check_corpus(train_helpers.tiny_config(str(only_train)))
+  with pytest.raises(config_checks.ConfigError, match="no 'test' split") as e:
+    config_checks.check_corpus(train_helpers.tiny_config(str(only_train)))
   assert '\n' not in str(e.value)
   with pytest.raises(corpus.CorpusError, match="no 'test' split"):
     corpus.data_sources(str(only_train))['test']
@@ -360,8 +360,8 @@ def test_damaged_corpora_are_named_before_any_training(tmp_path):
   with pytest.raises(corpus.CorpusError) as e:
     corpus.load_arrays(str(cut), 'train')
   assert str(e.value).startswith(str(record)) and '\n' not in str(e.value)
-  with pytest.raises(train_checks.ConfigError, match=record.name):
-    train.check_corpus(train_helpers.tiny_config(str(cut)))
+  with pytest.raises(config_checks.ConfigError, match=record.name):
+    config_checks.check_corpus(train_helpers.tiny_config(str(cut)))
 
 
 def test_late_reports_of_a_failed_checkpoint_read_are_dropped():
@@ -411,27 +411,27 @@ def test_a_grid_too_coarse_for_the_peak_windows():
   for bins in (10, 100, 1000):
     c = train_helpers.tiny_config('corpus')
     c.num_bins = bins
-    errors = train_checks.config_errors(c)
+    errors = config_checks.config_errors(c)
     assert len(errors) == 1 and errors[0].startswith(f'config.num_bins={bins}:') and 'at least' in errors[0]
   least = int(errors[0].split('at least ')[1].split()[0])
   c.num_bins = least
-  assert train_checks.config_errors(c) == []
+  assert config_checks.config_errors(c) == []
 
 
 def test_a_batch_that_cannot_fit_is_refused_before_any_work():
   sys.path.insert(0, ROOT)
   from configs import quickstart  # pylint: disable=g-import-not-at-top
   c = quickstart.get_config()
-  per_example = train_checks.bytes_per_example(c, 2)
+  per_example = memory_check.bytes_per_example(c, 2)
   assert per_example > 2 * 4 * c.num_bins  # more than the two rendered views alone
   c.batch_size = 100_000
-  with pytest.raises(train_checks.ConfigError, match='config.batch_size=100000') as e:
-    train_checks.check_memory(c, 2, (64 << 30, 'a 64 GiB device'))
+  with pytest.raises(config_checks.ConfigError, match='config.batch_size=100000') as e:
+    memory_check.check_memory(c, 2, (64 << 30, 'a 64 GiB device'))
   assert '\n' not in str(e.value) and 'a 64 GiB device' in str(e.value)
   c.batch_size = 32
-  train_checks.check_memory(c, 2, (64 << 30, 'a 64 GiB device'))
-  with pytest.raises(train_checks.ConfigError):
-    train_checks.check_memory(c, 2, (31 * per_example, 'a small device'))
+  memory_check.check_memory(c, 2, (64 << 30, 'a 64 GiB device'))
+  with pytest.raises(config_checks.ConfigError):
+    memory_check.check_memory(c, 2, (31 * per_example, 'a small device'))
 
 
 def test_a_missing_config_file_is_one_line(tmp_path):

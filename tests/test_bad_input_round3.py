@@ -16,7 +16,8 @@ import pytest
 
 from difcon_jax import cli
 from difcon_jax import sweeps
-from difcon_jax import train_checks
+from difcon_jax import config_checks
+from difcon_jax import resume_checks
 from difcon_jax import workdir as workdir_lib
 from difcon_jax.data import workers as workers_lib
 from difcon_jax.io import measured
@@ -189,7 +190,7 @@ def _errors(**fields):
       for p in parents:
         node = node[p]
       node[last] = value
-  return train_checks.config_errors(c), c
+  return config_checks.config_errors(c), c
 
 
 def test_views_batches_and_devices_are_config_errors():
@@ -198,11 +199,11 @@ def test_views_batches_and_devices_are_config_errors():
   errors, _ = _errors(per_device_batch_size=-2, prefetch=0)
   assert [e.split('=')[0] for e in errors] == ['config.per_device_batch_size', 'config.prefetch']
   _, c = _errors(batch_size=9, eval_batch_size=6)
-  with pytest.raises(train_checks.ConfigError) as e:
-    train_checks.check_config(c, device_count=4)
+  with pytest.raises(config_checks.ConfigError) as e:
+    config_checks.check_config(c, device_count=4)
   assert [l.split('=')[0] for l in str(e.value).splitlines()] == ['config.batch_size', 'config.eval_batch_size']
   _, c = _errors(batch_size=8, eval_batch_size=8)
-  train_checks.check_config(c, device_count=4)
+  config_checks.check_config(c, device_count=4)
 
 
 def test_a_measured_set_that_is_not_there_or_unreadable(tmp_path):
@@ -212,8 +213,8 @@ def test_a_measured_set_that_is_not_there_or_unreadable(tmp_path):
                          (tmp_path, 'labels')):
     _, c = _errors()
     c.evals.experimental.data = str(data)
-    with pytest.raises(train_checks.ConfigError, match=expected) as e:
-      train_checks.check_config(c, device_count=1)
+    with pytest.raises(config_checks.ConfigError, match=expected) as e:
+      config_checks.check_config(c, device_count=1)
     assert str(e.value).startswith('config.evals.experimental.')
 
 
@@ -236,16 +237,16 @@ def test_a_resume_with_fewer_steps_than_the_checkpoint_is_refused(tmp_path):
   config.steps = 4
   work = tmp_path / 'work'
   work.mkdir()
-  (work / 'config.json').write_text(json.dumps(train_checks.recorded_config(config)))
+  (work / 'config.json').write_text(json.dumps(resume_checks.recorded_config(config)))
   model, tx = train.create_model(config), train.create_optimizer(config)
   state = train.init_state(config, model, tx, jnp.zeros((1, config.num_bins)))
   latest, _ = workdir_lib.checkpoint_managers(str(work), 2, config.best_metric)
   latest.save(4, args=ocp.args.StandardSave(state.replace(step=jnp.asarray(4, jnp.int32))))
   latest.wait_until_finished()
-  train_checks.check_checkpoint_matches(state, str(latest.directory), 4, str(work), config)  # same steps: fine
+  resume_checks.check_checkpoint_matches(state, str(latest.directory), 4, str(work), config)  # same steps: fine
   config.steps = 2
-  with pytest.raises(train_checks.ConfigError, match=r'config.steps=2: .* step 4'):
-    train_checks.check_checkpoint_matches(state, str(latest.directory), 4, str(work), config)
+  with pytest.raises(config_checks.ConfigError, match=r'config.steps=2: .* step 4'):
+    resume_checks.check_checkpoint_matches(state, str(latest.directory), 4, str(work), config)
 
 
 # ------------------------------------------------------------------------------ 5: names that are not UTF-8

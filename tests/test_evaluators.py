@@ -10,7 +10,7 @@ from difcon_jax import eval_sets
 from difcon_jax import evaluators
 from difcon_jax import inference
 from difcon_jax import train
-from difcon_jax import train_checks
+from difcon_jax import config_checks
 
 import train_helpers
 
@@ -50,14 +50,14 @@ def test_checkpoints_are_not_chosen_on_measured_patterns(tiny_corpus):
   c.evals.experimental.data = 'patterns.npz'
   assert 'experimental/crystal_system_top1' in evaluators.metric_names(c)
   c.best_metric = 'experimental/crystal_system_top1'
-  errors = train_checks.config_errors(c)
+  errors = config_checks.config_errors(c)
   assert len(errors) == 1 and errors[0].startswith("config.best_metric='experimental/crystal_system_top1': a metric "
                                                    'of a simulated evaluation set')
   c.best_metric = 'invariance_nuisance/space_group_top5'
-  assert train_checks.config_errors(c) == []
+  assert config_checks.config_errors(c) == []
   c.evals.invariance.distribution = 'nope'
   c.evals.invariance.every = 0
-  assert [e.split(':')[0] for e in train_checks.config_errors(c)] == [
+  assert [e.split(':')[0] for e in config_checks.config_errors(c)] == [
       "config.evals.invariance.distribution='nope'", 'config.evals.invariance.every=0']
 
 
@@ -76,9 +76,9 @@ def test_a_simulated_set_may_render_another_corpus(tiny_corpus, tmp_path):
   c = train_helpers.tiny_config(tiny_corpus)
   c.evals.other = config_base.evaluator('simulated', 'ideal', corpus=str(tmp_path / 'nowhere'))
   assert evaluators.corpora(c) == {c.corpus: 'corpus', str(tmp_path / 'nowhere'): 'evals.other.corpus'}
-  with pytest.raises(train_checks.ConfigError, match=r'config\.evals\.other\.corpus=.*nowhere: no corpus there'):
-    train.check_corpus(c)
+  with pytest.raises(config_checks.ConfigError, match=r'config\.evals\.other\.corpus=.*nowhere: no corpus there'):
+    config_checks.check_corpus(c)
   c.evals.other.corpus = tiny_corpus
-  train.check_corpus(c)
+  config_checks.check_corpus(c)
   sets = evaluators.from_config(c, cache=False, batch_size=4)
   assert sets['other'].batches().data._path == tiny_corpus and len(sets['other'].batches()) > 0

@@ -11,7 +11,7 @@ import pytest
 
 from difcon_jax import grid as grid_lib
 from difcon_jax import train
-from difcon_jax import train_checks
+from difcon_jax import config_checks
 import train_helpers
 
 GRID = grid_lib.config(6000, 0.0, 120.0)
@@ -103,12 +103,12 @@ def test_the_network_reads_the_grid_of_its_config(tiny_corpus):
 def test_bad_grid_fields_are_refused(tiny_corpus):
   config = train_helpers.tiny_config(tiny_corpus)
   config.grid = 'q'
-  assert any(e.startswith('config.grid=') for e in train_checks.config_errors(config))
+  assert any(e.startswith('config.grid=') for e in config_checks.config_errors(config))
   config.grid = 'log_d'
   config.log_d_from = 0.0
-  assert any(e.startswith('config.log_d_from=') for e in train_checks.config_errors(config))
+  assert any(e.startswith('config.log_d_from=') for e in config_checks.config_errors(config))
   config.log_d_from = 5.0
-  assert not train_checks.config_errors(config)
+  assert not config_checks.config_errors(config)
 
 
 def test_a_run_on_one_grid_is_not_resumed_on_another(tiny_workdir, tmp_path):
@@ -118,7 +118,7 @@ def test_a_run_on_one_grid_is_not_resumed_on_another(tiny_workdir, tmp_path):
   before = open(os.path.join(work, 'config.json')).read()
   config = train_helpers.tiny_config(json.load(open(os.path.join(work, 'config.json')))['corpus'], steps=4)
   config.grid = 'log_d'
-  with pytest.raises(train_checks.ConfigError, match='another grid'):
+  with pytest.raises(config_checks.ConfigError, match='another grid'):
     train.train_and_evaluate(config, work)
   assert open(os.path.join(work, 'config.json')).read() == before
   assert sorted(os.listdir(os.path.join(work, 'checkpoints'))) == ['2']

@@ -1,38 +1,36 @@
-"""Checks the trainer runs before it touches anything: the config's values and the config against the checkpoint
-already in the workdir (the workdir itself is checked and locked by difcon_jax/workdir.py).
+"""The config's values, checked before the trainer touches anything (the workdir itself is checked and locked by
+difcon_jax/workdir.py; a resume against the workdir's checkpoint by resume_checks.py; the memory by memory_check.py).
 
-A mistaken rerun (a changed model shape on an existing workdir, `steps=-1`, `best_metric=nope`) is refused with
-one line per problem before config.json, checkpoints or logs are written, so the workdir stays usable. So are a
-config file that cannot be loaded, a grid too coarse for the augmentation's peak windows, a batch that cannot fit
-in the devices' memory (`check_memory`), views the loss cannot use, batches that do not split over the devices
+A mistaken run (`steps=-1`, `best_metric=nope`) is refused with one line per problem before config.json,
+checkpoints or logs are written, so the workdir stays usable. So are a config file that cannot be loaded, a grid too
+coarse for the augmentation's peak windows, views the loss cannot use, batches that do not split over the devices
 (`device_errors`), a measured evaluation set whose data is missing or unreadable (`data_errors`), a network field
-the network cannot use (each named itself, never the grid), and a resume asking for fewer steps than its
-checkpoint holds (`check_resume_steps`).
+the network cannot use (each named itself, never the grid), and a corpus that is missing, damaged or built for
+another grid (`check_corpus`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from typing import Any
 
-from absl import logging
-import numpy as np
+import jax
 
-from difcon_jax import cli
 from difcon_jax import evaluators
 from difcon_jax import grid as grid_lib
-from difcon_jax import workdir as workdir_lib
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
-
-OPTIMIZERS = ('adamw', 'lars')
-SSL_LOSSES = ('barlow_twins', 'nt_xent')
+from difcon_jax.data import corpus as corpus_lib
+from difcon_jax.io import measured
+from difcon_jax.io import patterns as patterns_lib
 
 
 class ConfigError(ValueError):
   """A config the trainer refuses; the message has one line per problem."""
+
+
+OPTIMIZERS = ('adamw', 'lars')
+SSL_LOSSES = ('barlow_twins', 'nt_xent')
 
 
 def best_metric_names(config) -> list[str]:
@@ -198,7 +196,6 @@ def device_errors(config, device_count: int | None = None) -> list[str]:
   if config.get('distributed', False):
     return []
   if device_count is None:
-    import jax  # pylint: disable=g-import-not-at-top
     device_count = jax.device_count()
   errors = []
   per_device = config.get('per_device_batch_size', 0)
@@ -216,8 +213,6 @@ def data_errors(config) -> list[str]:
   """The measured evaluation sets the config names (evals.NAME.data): one line each for data that is not there or
   cannot be read as a set (the set is read here, before any work, as the trainer would read it after writing the
   workdir). A pattern of a set that cannot be used is not an error: the trainer leaves it out with a warning."""
-  from difcon_jax.io import measured  # pylint: disable=g-import-not-at-top  (pulls in the readers)
-  from difcon_jax.io import patterns as patterns_lib  # pylint: disable=g-import-not-at-top
   errors = []
   for name, spec in evaluators.enabled(config).items():
     if spec['kind'] != 'measured':
@@ -291,216 +286,41 @@ def check_config(config, device_count: int | None = None) -> None:
     raise ConfigError('\n'.join(errors))
 
 
-# Fields a resumed run may change: how long it trains, how often it logs, evaluates and saves, what it evaluates on,
-# and how the processes find each other. Every other field changes what the weights learn from the next step on.
-RESUMABLE_CHANGES = ('steps', 'log_every', 'eval_every', 'eval_batch_size', 'eval_examples', 'eval_seed', 'evals',
-                     'checkpoint_every', 'keep_checkpoints', 'prefetch', 'max_loss', 'distributed',
-                     'coordinator_address', 'num_processes', 'process_id')
+
+def check_corpus(config) -> None:
+  """Raises ConfigError (one line each) when a corpus the run reads (config.corpus, and the corpus of
+  each simulated evaluation set that names its own) is missing, damaged (a record file cut short), lacks a split
+  the run reads (train for training; test, which the evaluation renders), or was built for another grid than the
+  config's (wavelength, 2θ range): training on it would learn the wrong peak positions."""
+  errors = []
+  for path, field in evaluators.corpora(config).items():
+    errors += _corpus_problems(config, path, field, ('train', 'test') if field == 'corpus' else ('test',))
+  if errors:
+    raise ConfigError('\n'.join(errors))
 
 
-def recorded_config(config) -> dict:
-  """The config as config.json records it (a plain dict): references resolved, and config.augment as rendered
-  (every range of the augmentation distribution, overrides merged), so that two configs that train alike record
-  alike."""
-  recorded = config.copy_and_resolve_references()
-  with recorded.unlocked():
-    recorded.augment = augment_params.resolved_ranges(config.augmentation, config.get('augment'))
-  return json.loads(recorded.to_json_best_effort())
-
-
-def _differences(before, now, prefix: str = '') -> list[tuple[str, Any, Any]]:
-  """[(dotted field, recorded value, this value)] over the fields both dicts hold (a field added to the configs
-  after the workdir was written is not a difference)."""
-  out = []
-  for key in before.keys() & now.keys():
-    name = f'{prefix}{key}'
-    if isinstance(before[key], dict) and isinstance(now[key], dict):
-      out += _differences(before[key], now[key], f'{name}.')
-    elif before[key] != now[key]:
-      out.append((name, before[key], now[key]))
-  return sorted(out)
-
-
-def resume_changes(recorded: dict, config) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
-  """(refused, allowed): the fields in which `config` differs from the workdir's config.json (`recorded`), split
-  into those that change training (refused on resume) and RESUMABLE_CHANGES. A corpus named by another path to the
-  same folder is not a change."""
-  recorded = dict(recorded)
-  try:  # a workdir written before config.json held the rendered ranges records the overrides only: render them
-    recorded['augment'] = json.loads(json.dumps(augment_params.resolved_ranges(recorded['augmentation'],
-                                                                               recorded.get('augment'))))
-  except Exception:  # pylint: disable=broad-except  (an unknown distribution: compared as recorded)
-    pass
-  now = recorded_config(config)
-  changes = _differences(recorded, now)
-  if isinstance(recorded.get('augment'), dict):  # a quantity the recorded run did not render is a change too
-    changes += [(f'augment.{k}', None, v) for k, v in sorted(now['augment'].items()) if k not in recorded['augment']]
-  same_folder = lambda a, b: isinstance(a, str) and isinstance(b, str) and cli.path(a) == cli.path(b)
-  changes = [c for c in changes if not (c[0] == 'corpus' and same_folder(c[1], c[2]))]
-  resumable = lambda change: change[0].split('.')[0] in RESUMABLE_CHANGES
-  return [c for c in changes if not resumable(c)], [c for c in changes if resumable(c)]
-
-
-def _describe(changes, most: int = 4) -> str:
-  shown = '; '.join(f'{name}: {before!r} there, {now!r} here' for name, before, now in changes[:most])
-  return shown + (f'; and {len(changes) - most} more' if len(changes) > most else '')
-
-
-def check_resume_steps(config, workdir: str, step: int) -> None:
-  """Raises ConfigError when the run asks for fewer steps than the checkpoint it resumes already holds: it would
-  report the longer run's weights as a shorter one's (and its learning-rate schedule would have ended)."""
-  steps = config.get('steps')
-  if isinstance(steps, int) and steps < step:
-    raise ConfigError(f'config.steps={steps}: {workdir} holds a checkpoint of step {step}, past the steps asked '
-                      f'for; give --config.steps={step} or more to resume (or a new --workdir); nothing in '
-                      f'{workdir} was changed.')
-
-
-def check_resume_config(recorded: dict, workdir: str, step: int, config) -> None:
-  """Raises ConfigError when the run being resumed at `step` was written by another config (`recorded`, its
-  config.json) than `config` in a field that changes training (corpus, augmentation, optimiser, loss, seed, batch,
-  ...): resuming would silently go on with other data or another recipe. Changes of RESUMABLE_CHANGES are logged."""
-  refused, allowed = resume_changes(recorded, config)
-  if refused:
-    saved_config = workdir_lib.path(workdir, workdir_lib.CONFIG)
-    raise ConfigError(f'{workdir} holds a run (step {step}) trained with another config: {_describe(refused)}. '
-                      f'Resume with the config and flags that wrote it ({saved_config}; only steps and the '
-                      f'evaluation, logging and saving cadence may change), or use a new --workdir; nothing in '
-                      f'{workdir} was changed.')
-  if allowed:
-    logging.info('%s: resumed with changed %s', workdir, _describe(allowed))
-    if any(name == 'steps' for name, _, _ in allowed):
-      logging.warning('%s: steps changed on resume; the learning-rate schedule now spans %d steps', workdir,
-                      config.steps)
-
-
-def _shapes(tree) -> dict[str, tuple]:
-  import jax  # pylint: disable=g-import-not-at-top
-  flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, 'shape'))[0]
-  # Checkpoint metadata keys lists by '0', '1'; the state by 0, 1: compare names as text.
-  name = lambda path: '/'.join(str(getattr(p, 'key', getattr(p, 'idx', getattr(p, 'name', p)))) for p in path)
-  return {name(k): tuple(v.shape) for k, v in flat if hasattr(v, 'shape')}
-
-
-def _input_grid(config) -> str:
-  grid = grid_lib.model_grid(config)
-  return f'{grid} from {grid_lib.log_d_from(config):g}°' if grid == 'log_d' else grid
-
-
-def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str, config=None) -> None:
-  """Raises ConfigError when the checkpoint at `step` holds arrays of other names or shapes than `state` (a model,
-  optimiser or EMA setting that differs from the run that wrote the workdir) or, given `config`, when the run that
-  wrote it read another grid (config.json's `grid`: same shapes, other meaning) or trained with another recipe
-  (check_resume_config); ValueError (or Orbax's error) when its metadata cannot be read (a damaged checkpoint)."""
-  import flax.serialization  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  metadata = ocp.StandardCheckpointer().metadata(cli.path(checkpoint_dir) / str(step) / 'default')
-  saved = _shapes(getattr(metadata, 'item_metadata', metadata))
-  if not saved:  # Orbax reads damaged metadata as none: a damaged checkpoint, not another model
-    raise ValueError(f'{checkpoint_dir}/{step}: the checkpoint lists no arrays; its files are damaged')
-  if config is not None:
-    check_resume_steps(config, workdir, step)
-  wanted = _shapes(flax.serialization.to_state_dict(state))
-  saved_config = workdir_lib.path(workdir, workdir_lib.CONFIG)
-  if saved == wanted:
-    try:
-      recorded = workdir_lib.read_config(workdir) if config is not None else None
-    except ValueError:  # a damaged config.json is rewritten by this run
-      recorded = None
-    # The input grid changes what every weight means without changing a shape.
-    grids = [_input_grid(c) for c in (recorded, config)] if recorded is not None else []
-    if grids and grids[0] != grids[1]:
-      raise ConfigError(f'{workdir} holds a checkpoint (step {step}) of a model that reads another grid '
-                        f'({grids[0]}; this config: {grids[1]}). Use a new --workdir, or the config that wrote '
-                        f'this one ({saved_config}); nothing in {workdir} was changed.')
-    if isinstance(recorded, dict):
-      check_resume_config(recorded, workdir, step, config)
-    return
-  only_saved = sorted(set(saved) - set(wanted))
-  only_wanted = sorted(set(wanted) - set(saved))
-  differ = sorted(k for k in set(saved) & set(wanted) if saved[k] != wanted[k])
-  detail = []
-  if differ:
-    detail.append(f'{len(differ)} array(s) of another shape, e.g. {differ[0]} {saved[differ[0]]} in the '
-                  f'checkpoint, {wanted[differ[0]]} in this config')
-  if only_saved or only_wanted:
-    detail.append(f'{len(only_saved)} array(s) only in the checkpoint, {len(only_wanted)} only in this config'
-                  f' (e.g. {(only_saved or only_wanted)[0]})')
-  raise ConfigError(f'{workdir} holds a checkpoint (step {step}) of a different model: {"; ".join(detail)}. '
-                    f'Use a new --workdir, or the config that wrote this one ({saved_config}); '
-                    f'nothing in {workdir} was changed.')
-
-
-def host_memory() -> int:
-  """Bytes of physical memory of this host."""
-  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-
-
-def device_memory() -> tuple[int, str]:
-  """(bytes one device can use, its description): the accelerator's limit (`memory_stats`), else (CPU devices,
-  which share the host's memory) the host's physical memory."""
-  import jax  # pylint: disable=g-import-not-at-top
-  device = jax.local_devices()[0]
+def _corpus_problems(config, path: str, field: str, needed: tuple[str, ...]) -> list[str]:
+  where = f'config.{field}={path}'
   try:
-    stats = device.memory_stats() or {}
-  except Exception:  # pylint: disable=broad-except  (backends without memory statistics)
-    stats = {}
-  if stats.get('bytes_limit'):
-    return int(stats['bytes_limit']), f'each {device.device_kind} device'
-  return host_memory(), 'this host'
-
-
-def bytes_per_example(config, views: int) -> int:
-  """A lower bound of the memory (bytes) one training example takes on its device: the activations the backward
-  pass keeps (the network's residuals, traced at batch sizes 1 and 2 without running anything) for each of its
-  views, and the rendered views themselves."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from difcon_jax.models import resnet1d  # pylint: disable=g-import-not-at-top
-  model = resnet1d.from_config(config)
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, config.num_bins)), train=False))
-
-  def loss(params, stats, x):
-    out, _ = model.apply({'params': params, 'batch_stats': stats}, x, train=True, mutable=['batch_stats'])
-    return sum(jnp.sum(leaf.astype(jnp.float32)) for leaf in jax.tree.leaves(out))
-
-  def residual_bytes(batch: int) -> int:
-    x = jax.ShapeDtypeStruct((batch, config.num_bins), jnp.float32)
-    kept = jax.eval_shape(lambda p, s, x: jax.vjp(lambda p, x: loss(p, s, x), p, x)[1], variables['params'],
-                          variables.get('batch_stats', {}), x)
-    return sum(int(np.prod(leaf.shape)) * leaf.dtype.itemsize for leaf in jax.tree.leaves(kept))
-
-  per_view = residual_bytes(2) - residual_bytes(1)  # what grows with the batch (the weights' share cancels)
-  return views * (per_view + 4 * config.num_bins)
-
-
-def check_memory(config, views: int, memory: tuple[int, str] | None = None, batch_size: int | None = None) -> None:
-  """Raises ConfigError when the batch cannot fit: the examples each device holds times `bytes_per_example`
-  exceed its memory (an accelerator's limit, or the host's for CPU devices). Runs in a second or two, before any
-  data is read, instead of failing at the first step.
-
-  views: augmented views per example (train.num_views). memory: (bytes, what) to compare with (default
-  `device_memory()`). batch_size: the global batch (default config.batch_size).
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  try:
-    per_example = bytes_per_example(config, views)
-  except Exception as e:  # pylint: disable=broad-except  (a network this grid cannot carry)
-    # The model's own fields were checked (config_errors); what is left is the network against the grid.
-    raise ConfigError(f'config.model: the network cannot be built on the grid of config.num_bins={config.num_bins} '
-                      f'({type(e).__name__}: {(str(e).splitlines() or [""])[0][:200]})') from None
-  available, where = memory or device_memory()
-  cpu = where == 'this host'
-  holders = jax.process_count() if cpu else jax.device_count()  # CPU devices of a host share its memory
-  batch = batch_size or config.batch_size
-  per_holder = -(-batch // holders)
-  need = per_holder * per_example
-  if need <= available:
-    return
-  fits = max(available // per_example, 0) * holders
-  per_device = config.get('per_device_batch_size', 0)
-  field = f'config.per_device_batch_size={per_device}' if per_device else f'config.batch_size={batch}'
-  raise ConfigError(f'{field}: a global batch of {batch} needs at least {need / 2**30:.1f} GiB on {where} '
-                    f'({per_holder} examples x {per_example / 2**20:.1f} MiB: the activations kept for the backward '
-                    f'pass of {views} view(s)), which has {available / 2**30:.1f} GiB; at most about {fits} examples '
-                    'fit')
+    info = corpus_lib.metadata(path)
+    counts = corpus_lib.splits(path)
+  except FileNotFoundError:
+    return [f'{where}: no corpus there; build one with python -m difcon_jax.data.build --cifs=DIR --out={path} '
+            f'(or --synthetic=N, see BUILD.md)']
+  except corpus_lib.CorpusError as e:
+    return [f'{where}: {e}']
+  errors = []
+  uses = {'train': 'training', 'test': 'the evaluation'}
+  for split in needed:
+    if not counts.get(split):
+      errors.append(f'{where}: no {split!r} split (the corpus has '
+                    f'{", ".join(f"{k} {v}" for k, v in counts.items()) or "no records"}), which {uses[split]} '
+                    'needs; build it from more structures (or another --test_fraction)')
+  if info.get('wavelength') is not None and abs(float(info['wavelength']) - config.wavelength) > 1e-6:
+    errors.append(f'config.wavelength={config.wavelength}: the corpus {path} holds peak lists at '
+                  f'{info["wavelength"]} Å; build the corpus at the training wavelength (data.build --wavelength) '
+                  f'or set --config.wavelength={info["wavelength"]}')
+  if info.get('two_theta_max') is not None and config.two_theta_max > float(info['two_theta_max']) + 1e-9:
+    errors.append(f'config.two_theta_max={config.two_theta_max}: the corpus {path} has peaks up to '
+                  f'{info["two_theta_max"]}° only (the grid beyond would always be empty)')
+  return errors
