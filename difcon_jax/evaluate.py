@@ -22,7 +22,8 @@ crystal-system confusion), predictions.csv (one row per pattern: predict's colum
 true labels), crystal_system_confusion.png and, for the simulated sets, embedding_similarity.png (the paper's
 Figure 4 by difcon_jax.similarity: cosine similarities of embeddings of N random test structures x 8 augmentations,
 arranged consecutively; within / between / retrieval in metrics.json). Every
-number comes from the ranking predict writes (eval_sets.run, models.heads.rank), so top-1 <= top-5 and a
+number comes from the ranking predict writes (eval_sets.run, models.heads.rank); the sets are built as the
+trainer builds them (evaluators.simulated_set, evaluators.measured_set), so top-1 <= top-5 and a
 pattern's row here is the row predict writes for it. --report=DIR also writes DIR/index.html (difcon_jax/report.py):
 the metrics, the confusion matrix, a sortable table with the true labels beside the predictions and, per pattern,
 its plots (a measured one as read and on the model grid; a simulated one as rendered) and ranked predictions.
@@ -35,6 +36,7 @@ compound, so its test compounds are test compounds of every corpus built with th
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import sys
@@ -249,6 +251,104 @@ def _refuse_ignored_flags(checks: cli.Checks) -> None:
                    'model holds one set of weights)')
 
 
+@dataclasses.dataclass
+class Evaluated:
+  """What evaluating one set gives the outputs: its metrics and predictions, the rows of predictions.csv's status
+  columns (None: every pattern usable), the patterns on the grid kept for the search and the report, a measured
+  set's items as read, numbers added to metrics.json, and how many patterns were left out."""
+  metrics: dict
+  preds: eval_sets.Predictions
+  rows: list[dict] | None = None
+  kept: list = dataclasses.field(default_factory=list)
+  items: list | None = None
+  extra: dict = dataclasses.field(default_factory=dict)
+  failed: int = 0
+
+
+def evaluate_measured(model: inference.Model, out_dir: epath.Path) -> Evaluated | int:
+  """--set=experimental: the measured set of --data (evaluators.measured_set), patterns.csv written; the exit
+  status when none of its patterns can be used."""
+  try:
+    items = measured.read_set(FLAGS.data, FLAGS.labels)
+    x, sg, names, rows = evaluators.measured_set(model.config, FLAGS.data, FLAGS.labels, items)
+  except patterns_lib.PatternError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  outputs.write_rows(out_dir / 'patterns.csv', rows)
+  failures = [r['error'] for r in rows if r['status'] != 'ok']
+  for f in failures:
+    print(f'skipped {f}', file=sys.stderr)
+  if not len(x):
+    print(f'error: none of the {len(rows)} patterns of {FLAGS.data} could be used; reasons in '
+          f'{out_dir / "patterns.csv"}', file=sys.stderr)
+    return 1
+  metrics, preds = eval_sets.evaluate(model, eval_sets.grid_batches(x, names, FLAGS.batch_size, sg),
+                                      keep_logits=FLAGS.index)
+  return Evaluated(metrics, preds, rows, [x], items, {'skipped': failures}, len(failures))
+
+
+def _simulated_corpus(model: inference.Model) -> str | int:
+  """--corpus, else the model's corpus, else (not here: the bundled model's) the bundled sample corpus, built on
+  first use; the exit status when none can be had."""
+  corpus = FLAGS.corpus or model.config.corpus
+  try:
+    corpus_lib.dataset_dir(corpus)
+  except FileNotFoundError as e:
+    if FLAGS.corpus is not None:
+      print(f'error: {e} (give --corpus)', file=sys.stderr)
+      return cli.USAGE_ERROR
+    print(f"the model's corpus {corpus} is not here: evaluating on the test split of the bundled sample corpus "
+          f'{sample_lib.CORPUS} (built on first use; --corpus=DIR for another)')
+    try:
+      corpus = sample_lib.corpus()
+    except (OSError, ValueError) as e:
+      print(f'error: cannot build the sample corpus in {sample_lib.CORPUS} ({e}); build one with `python -m '
+            f'difcon_jax.data.build --cifs {sample_lib.cif_dir()} --out DIR` and give --corpus=DIR', file=sys.stderr)
+      return cli.USAGE_ERROR
+  return corpus
+
+
+def evaluate_simulated(model: inference.Model, out_dir: epath.Path) -> Evaluated | int:
+  """A simulated set of the model's config.evals (evaluators.simulated_set over the test split of the corpus of
+  _simulated_corpus), with the embedding-similarity figure; the exit status when it cannot be had."""
+  corpus = _simulated_corpus(model)
+  if isinstance(corpus, int):
+    return corpus
+  eval_seed = model.config.get('eval_seed', config_base.paper_config().eval_seed)
+  try:
+    data = evaluators.simulated_set(model.config, FLAGS.set, corpus=corpus, batch_size=FLAGS.batch_size,
+                                    seed=eval_seed, mesh=model.mesh)
+  except corpus_lib.CorpusError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  keep = len(data) if FLAGS.index else report.MAX_DETAILS if FLAGS.report else 0  # --index searches them all
+  kept = []
+  metrics, preds = eval_sets.evaluate(model, _keeping(data, keep, kept), keep_logits=FLAGS.index)
+  shown = min(FLAGS.figure_structures, len(data))
+  figure = similarity_png(model, corpus, shown, out_dir / 'embedding_similarity.png',
+                          f'{shown} test structures x {FIGURE_VIEWS} invariance_test augmentations', eval_seed)
+  return Evaluated(metrics, preds, kept=kept, extra=dict(similarity_within_structure=figure['within'],
+                                                         similarity_between_structures=figure['between'],
+                                                         similarity_retrieval_top1=figure['retrieval_top1']))
+
+
+def _combination(model: inference.Model):
+  """With --index: the model's fitted combination (combine.find); the exit status when it has none or it cannot
+  be read. None without --index."""
+  if not FLAGS.index:
+    return None
+  try:
+    combination = combine.find(model.folder)
+  except combine.CombinationError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return cli.USAGE_ERROR
+  if combination is None:
+    print(f'error: --index: the model {model.folder} has no {combine.COMBINATION_FILE}; fit one with python -m '
+          f'difcon_jax.index --fit_combination --checkpoint={model.folder} --corpus=CORPUS', file=sys.stderr)
+    return cli.USAGE_ERROR
+  return combination
+
+
 def main(argv):
   del argv
   if not check_flags():
@@ -258,75 +358,16 @@ def main(argv):
   except (FileNotFoundError, inference.ModelError) as e:
     print(f'error: {e}', file=sys.stderr)
     return cli.USAGE_ERROR
-  combination = None
-  if FLAGS.index:
-    try:
-      combination = combine.find(model.folder)
-    except combine.CombinationError as e:
-      print(f'error: {e}', file=sys.stderr)
-      return cli.USAGE_ERROR
-    if combination is None:
-      print(f'error: --index: the model {model.folder} has no {combine.COMBINATION_FILE}; fit one with python -m '
-            f'difcon_jax.index --fit_combination --checkpoint={model.folder} --corpus=CORPUS', file=sys.stderr)
-      return cli.USAGE_ERROR
+  combination = _combination(model)
+  if isinstance(combination, int):
+    return combination
   print(f'model: {model.source}')
   out_dir = epath.Path(_out_dir())
   out_dir.mkdir(parents=True, exist_ok=True)
-  eval_seed = model.config.get('eval_seed', config_base.paper_config().eval_seed)
-  extra = {}
-  failed = 0
-  items, kept = None, []
-  if FLAGS.set == 'experimental':
-    try:
-      items = measured.read_set(FLAGS.data, FLAGS.labels)
-      x, sg, names, rows = eval_sets.read_measured(FLAGS.data, FLAGS.labels, model.grid, model.wavelength, items)
-    except patterns_lib.PatternError as e:
-      print(f'error: {e}', file=sys.stderr)
-      return 1
-    outputs.write_rows(out_dir / 'patterns.csv', rows)
-    failures = [r['error'] for r in rows if r['status'] != 'ok']
-    failed = len(failures)
-    for f in failures:
-      print(f'skipped {f}', file=sys.stderr)
-    if not len(x):
-      print(f'error: none of the {len(rows)} patterns of {FLAGS.data} could be used; reasons in '
-            f'{out_dir / "patterns.csv"}', file=sys.stderr)
-      return 1
-    metrics, preds = eval_sets.evaluate(model, eval_sets.grid_batches(x, names, FLAGS.batch_size, sg),
-                                        keep_logits=FLAGS.index)
-    extra['skipped'] = failures
-    kept = [x]
-  else:
-    corpus = FLAGS.corpus or model.config.corpus
-    try:
-      corpus_lib.dataset_dir(corpus)
-    except FileNotFoundError as e:
-      if FLAGS.corpus is not None:
-        print(f'error: {e} (give --corpus)', file=sys.stderr)
-        return cli.USAGE_ERROR
-      print(f"the model's corpus {corpus} is not here: evaluating on the test split of the bundled sample corpus "
-            f'{sample_lib.CORPUS} (built on first use; --corpus=DIR for another)')
-      try:
-        corpus = sample_lib.corpus()
-      except (OSError, ValueError) as e:
-        print(f'error: cannot build the sample corpus in {sample_lib.CORPUS} ({e}); build one with `python -m '
-              f'difcon_jax.data.build --cifs {sample_lib.cif_dir()} --out DIR` and give --corpus=DIR', file=sys.stderr)
-        return cli.USAGE_ERROR
-    rows = None
-    try:
-      data = eval_sets.SimulatedSet(corpus, evaluators.simulated_distribution(model.config, FLAGS.set),
-                                    model.config.num_bins,
-                                    model.config.two_theta_max, FLAGS.batch_size, eval_seed, mesh=model.mesh)
-    except corpus_lib.CorpusError as e:
-      print(f'error: {e}', file=sys.stderr)
-      return 1
-    keep = len(data) if FLAGS.index else report.MAX_DETAILS if FLAGS.report else 0  # --index searches them all
-    metrics, preds = eval_sets.evaluate(model, _keeping(data, keep, kept), keep_logits=FLAGS.index)
-    shown = min(FLAGS.figure_structures, len(data))
-    figure = similarity_png(model, corpus, shown, out_dir / 'embedding_similarity.png',
-                            f'{shown} test structures x {FIGURE_VIEWS} invariance_test augmentations', eval_seed)
-    extra.update(similarity_within_structure=figure['within'], similarity_between_structures=figure['between'],
-                 similarity_retrieval_top1=figure['retrieval_top1'])
+  done = (evaluate_measured if FLAGS.set == 'experimental' else evaluate_simulated)(model, out_dir)
+  if isinstance(done, int):
+    return done
+  metrics, preds, rows, kept = done.metrics, done.preds, done.rows, done.kept
   evidence = []
   if FLAGS.index:
     x_all = np.concatenate(kept) if kept else np.zeros((0, model.grid.num_bins), np.float32)
@@ -341,15 +382,17 @@ def main(argv):
   outputs.write_rows(out_dir / 'predictions.csv', predicted)
   confusion_png(metrics['crystal_system_confusion'], out_dir / 'crystal_system_confusion.png',
                 f'{FLAGS.set}: crystal system (model step {model.step})')
-  metrics.update(extra, set=FLAGS.set, model_step=model.step)
+  metrics.update(done.extra, set=FLAGS.set, model_step=model.step)
   with cli.atomic_write(out_dir / 'metrics.json') as f:
     json.dump(metrics, f, indent=1)
   if FLAGS.report:
     x_shown = np.concatenate(kept) if kept else np.zeros((0, model.grid.num_bins), np.float32)
-    page = report.write(FLAGS.report, report_entries(predicted, grid_lib.bin_centres(model.grid), x_shown, items),
+    page = report.write(FLAGS.report, report_entries(predicted, grid_lib.bin_centres(model.grid), x_shown,
+                                                     done.items),
                         f'difcon-jax evaluation: {FLAGS.set} set', model.source, model.wavelength, metrics,
                         os.fspath(out_dir / 'predictions.csv'))
     print(f'report: {page}')
+  failed = done.failed
   print(f"{FLAGS.set} ({metrics['examples']} patterns{f', {failed} left out' if failed else ''}), top-1 / top-5 "
         'accuracy: ' + '; '.join(f"{h.replace('_', ' ')} {metrics[f'{h}_top1']:.3f} / {metrics[f'{h}_top5']:.3f}"
                                  for h in heads.HEADS) + f' -> {out_dir}')

@@ -1,4 +1,6 @@
-"""Evaluators built from `config.evals`: the trainer's periodic evaluation, `evaluate` and the sweep use them.
+"""Evaluation sets built from the entries of `config.evals`, and the evaluators that run them: the one place a set
+is made from its entry, so that the trainer's periodic evaluation, `evaluate`, the sweep, HAND and the indexing
+scorer see the same patterns (`simulated_set`, `measured_set`, `from_config`).
 
 Each entry of config.evals (config_base.evaluator) names one evaluation set:
 - kind 'simulated': a corpus's test split (the entry's `corpus`, else config.corpus) rendered with an augmentation
@@ -23,6 +25,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from difcon_jax import config_base
 from difcon_jax import eval_sets
 from difcon_jax import grid as grid_lib
 from difcon_jax import metrics
@@ -66,7 +69,6 @@ def specs(config) -> dict:
   evals = config.get('evals')
   if evals:
     return dict(evals.items())
-  from difcon_jax import config_base  # pylint: disable=g-import-not-at-top
   return dict(config_base.default_evals().items())
 
 
@@ -98,26 +100,46 @@ def metric_names(config) -> list[str]:
   return [f'{n}/{m}' for n in enabled(config) for m in metrics.accuracy_names()]
 
 
+def simulated_set(config, name: str, *, corpus: str | None = None, batch_size: int | None = None,
+                  examples: int | None = None, seed: int | None = None, mesh=None, cache: bool = False,
+                  split: str = 'test') -> eval_sets.SimulatedSet:
+  """Simulated set `name` of config.evals as every evaluation renders it: the entry's distribution on the config's
+  grid with the fixed draws of config.eval_seed, over `split` of `corpus` (default: the entry's own corpus, else
+  config.corpus). batch_size: default config.eval_batch_size; examples: at most this many (None: the whole split);
+  seed: instead of config.eval_seed (the paper's for a config written before it existed); mesh, cache: as
+  eval_sets.SimulatedSet. Raises KeyError when `name` is not a simulated set of the config."""
+  distribution = simulated_distribution(config, name)
+  corpus = corpus or specs(config)[name].get('corpus') or config.corpus
+  if seed is None:
+    seed = config.get('eval_seed', config_base.paper_config().eval_seed)
+  return eval_sets.SimulatedSet(corpus, distribution, config.num_bins, config.two_theta_max,
+                                batch_size or config.eval_batch_size, seed, examples, mesh, split=split, cache=cache)
+
+
+def measured_set(config, data: str, labels: str | None = None, items=None):
+  """A labelled measured set read onto the config's grid at its training wavelength (eval_sets.read_measured:
+  data an .npz like rruff_dev.npz, or a folder with `labels`; items: the set already read by measured.read_set).
+  Returns (patterns [N, bins], space groups [N], names [N], rows: one per pattern of the set, ok or error)."""
+  return eval_sets.read_measured(data, labels, grid_lib.from_config(config),
+                                 config.get('wavelength', grid_lib.WAVELENGTH), items)
+
+
 def from_config(config, mesh=None, cache: bool = True, batch_size: int | None = None,
                 corpus: str | None = None) -> dict[str, Evaluator]:
   """{name: Evaluator} of config.evals that are enabled. mesh: devices that share an evaluation batch; cache:
   simulated sets keep their rendered batches on the devices after the first pass (a trainer's periodic
   evaluation renders them once); batch_size, corpus: instead of config.eval_batch_size and the corpora of the
   simulated sets (an entry's own `corpus`, else config.corpus)."""
-  batch_size = batch_size or config.eval_batch_size
   out = {}
   for name, spec in enabled(config).items():
     every = spec.get('every') or config.eval_every
     if spec['kind'] == 'simulated':
-      data = eval_sets.SimulatedSet(corpus or spec.get('corpus') or config.corpus, spec['distribution'], config.num_bins,
-                                    config.two_theta_max, batch_size, config.eval_seed, config.eval_examples,
-                                    mesh, cache=cache)
+      data = simulated_set(config, name, corpus=corpus, batch_size=batch_size, examples=config.eval_examples,
+                           mesh=mesh, cache=cache)
       out[name] = Evaluator(name, 'simulated', every, lambda data=data: data)
     else:
-      grid = grid_lib.from_config(config)
-      x, sgs, names, rows = eval_sets.read_measured(spec['data'], spec.get('labels'), grid, config.wavelength)
+      x, sgs, names, rows = measured_set(config, spec['data'], spec.get('labels'))
       skipped = [r for r in rows if r['status'] != 'ok']
-      out[name] = Evaluator(name, 'measured', every,
-                            lambda x=x, names=names, sgs=sgs: eval_sets.grid_batches(x, names, batch_size, sgs),
-                            skipped)
+      out[name] = Evaluator(name, 'measured', every, lambda x=x, names=names, sgs=sgs: eval_sets.grid_batches(
+          x, names, batch_size or config.eval_batch_size, sgs), skipped)
   return out

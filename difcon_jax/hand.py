@@ -7,8 +7,8 @@ Features (after Suzuki et al.): the first ten peak positions (2θ at the trainin
 crystal system, extinction group and space group, trained on the corpus train split; evaluated on the test split
 (the equivariance set), on those structures rendered with the invariance_test augmentations and, when given, on
 measured patterns (peaks picked from the profile in both). The invariance patterns are those the network is
-evaluated on (eval_sets.SimulatedSet, the same seed), the measured ones are read as evaluate reads them
-(eval_sets.read_measured, through io/measured.py), and the metrics are the network's (metrics.summary of each
+evaluated on (evaluators.simulated_set, the same seed), the measured ones are read as evaluate reads them
+(evaluators.measured_set, through io/measured.py), and the metrics are the network's (metrics.summary of each
 classifier's ranking), with how often the predicted space group falls outside the predicted crystal system.
 """
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from difcon_jax import cli
 from difcon_jax import config_base
+from difcon_jax import evaluators
 from difcon_jax import grid as grid_lib
 from difcon_jax import metrics
 from difcon_jax.data import corpus as corpus_lib
@@ -104,11 +105,9 @@ def run(corpus: str, experimental: str | None = None, min_intensity: float = 0.0
   labels = {h: test[h] for h in heads.HEADS}
   results = {'equivariance': evaluate(model, features(test['two_theta'], test['intensity'], min_intensity), labels)}
   # Invariance: the network's invariance set (the test structures, invariance_test draws), peaks picked.
-  from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top
-  from difcon_jax import evaluators  # pylint: disable=g-import-not-at-top
-  grid = grid_lib.config()
-  invariance = evaluators.simulated_distribution(config_base.paper_config(), 'invariance')
-  data = eval_sets.SimulatedSet(corpus, invariance, grid.num_bins, grid.two_theta_max, 64, eval_seed)
+  config = config_base.paper_config()
+  grid = grid_lib.from_config(config)
+  data = evaluators.simulated_set(config, 'invariance', corpus=corpus, batch_size=64, seed=eval_seed)
   picked, inv_labels = [], []
   for b in data:
     picked += [picked_peaks(np.maximum(v, 0), grid) for v in np.asarray(b.x)[:b.count]]
@@ -116,7 +115,7 @@ def run(corpus: str, experimental: str | None = None, min_intensity: float = 0.0
   x_inv = np.stack([features([t], [y], min_intensity)[0] for t, y in picked])
   results['invariance'] = evaluate(model, x_inv, {h: np.concatenate([l[h] for l in inv_labels]) for h in heads.HEADS})
   if experimental:
-    x, sgs, _, _ = eval_sets.read_measured(experimental, None, grid, grid_lib.WAVELENGTH)
+    x, sgs, _, _ = evaluators.measured_set(config, experimental)
     picked = [picked_peaks(g, grid) for g in x]
     x = np.stack([features([t], [y], min_intensity)[0] for t, y in picked])
     results['experimental'] = evaluate(model, x, metrics.labels_of_space_groups(sgs))

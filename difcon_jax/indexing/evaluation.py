@@ -4,9 +4,9 @@ Sets (each gives observed lines and the true crystal system):
 - `exact`: the first `examples` structures of a corpus split, lines straight from their peak lists
   (peaks.from_peak_list: the positions a careful manual picking would give, as the paper's NTREOR runs had);
 - `equivariance`, `invariance`: the same structures rendered as the network is evaluated on them
-  (eval_sets.SimulatedSet with the `train` / `invariance_test` distributions and the evaluation seed: the same
+  (evaluators.simulated_set with the `train` / `invariance_test` distributions and the evaluation seed: the same
   patterns), lines picked by peaks.pick;
-- `experimental`: measured patterns read as `evaluate` reads them (eval_sets.read_measured: on the model grid at
+- `experimental`: measured patterns read as `evaluate` reads them (evaluators.measured_set: on the model grid at
   the training wavelength), lines picked, Kα2 partners removed (Cu).
 
 The prediction is the crystal system of the best cell; "no solution" is counted wrong (as class NO_SOLUTION in
@@ -21,6 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
+from difcon_jax import config_base
 from difcon_jax import grid as grid_lib
 from difcon_jax import metrics
 from difcon_jax.crystallography import spacegroups
@@ -62,14 +63,11 @@ def corpus_items(corpus: str, split: str, which: str, examples: int | None, eval
       tt, _ = peaks_lib.from_peak_list(r['two_theta'], r['intensity'])
       yield Item(f'{split}[{i}]', tt, int(r['crystal_system']), volume[i])
     return
-  from difcon_jax import config_base  # pylint: disable=g-import-not-at-top
-  from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top
-  from difcon_jax import evaluators  # pylint: disable=g-import-not-at-top
-  grid = grid_lib.config()
-  centres = grid_lib.bin_centres(grid)
-  distribution = evaluators.simulated_distribution(config_base.paper_config(), which)
-  data = eval_sets.SimulatedSet(corpus, distribution, grid.num_bins, grid.two_theta_max, batch_size, eval_seed,
-                                examples=n, split=split)
+  from difcon_jax import evaluators  # pylint: disable=g-import-not-at-top  (jax: only the rendered sets need it)
+  config = config_base.paper_config()
+  centres = grid_lib.bin_centres(grid_lib.from_config(config))
+  data = evaluators.simulated_set(config, which, corpus=corpus, batch_size=batch_size, examples=n, seed=eval_seed,
+                                  split=split)
   i = 0
   for b in data:
     for x, cs in zip(np.asarray(b.x)[:b.count], b.labels['crystal_system']):
@@ -79,16 +77,16 @@ def corpus_items(corpus: str, split: str, which: str, examples: int | None, eval
 
 
 def measured_items(path: str) -> tuple[list[Item], list[dict]]:
-  """Observed lines of a measured set (eval_sets.read_measured) and the rows of its unusable patterns."""
-  from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top
-  grid = grid_lib.config()
-  centres = grid_lib.bin_centres(grid)
-  x, sgs, names, rows = eval_sets.read_measured(path, None, grid, grid_lib.WAVELENGTH)
-  lines = peaks_lib.doublet(grid_lib.WAVELENGTH)  # read_measured takes an .npz as Cu Kα
+  """Observed lines of a measured set (evaluators.measured_set) and the rows of its unusable patterns."""
+  from difcon_jax import evaluators  # pylint: disable=g-import-not-at-top  (jax: only the read sets need it)
+  config = config_base.paper_config()
+  centres = grid_lib.bin_centres(grid_lib.from_config(config))
+  x, sgs, names, rows = evaluators.measured_set(config, path)
+  lines = peaks_lib.doublet(config.wavelength)  # read_measured takes an .npz as Cu Kα
   items = []
   for values, sg, name in zip(x, sgs, names):
     tt, h = peaks_lib.pick(values, centres)
-    tt, _ = peaks_lib.strip_kalpha2(tt, h, grid_lib.WAVELENGTH, lines)
+    tt, _ = peaks_lib.strip_kalpha2(tt, h, config.wavelength, lines)
     items.append(Item(name, tt, spacegroups.crystal_system_index(int(sg))))
   return items, [r for r in rows if r['status'] != 'ok']
 
