@@ -57,7 +57,8 @@ def _config(small: bool):
 def _corpus(path: str | None) -> str:
   if path:
     return path
-  from difcon_jax.data import build, sample  # pylint: disable=g-import-not-at-top
+  from difcon_jax.data import build
+  from difcon_jax.data import bundled_sample as sample  # pylint: disable=g-import-not-at-top
   out = os.path.join(tempfile.mkdtemp(), 'sample_corpus')
   build.build(sample.cif_dir(), out, progress=False)
   return out

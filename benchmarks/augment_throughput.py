@@ -34,7 +34,9 @@ _JSON = flags.DEFINE_bool('json', False, 'Print one JSON line at the end.')
 
 
 def _peak_arrays(peaks):
-  from difcon_jax.data import build, corpus, sample
+  from difcon_jax.data import build
+  from difcon_jax.data import corpus
+  from difcon_jax.data import bundled_sample as sample
   path = _CORPUS.value
   if path is None:
     path = tempfile.mkdtemp()
@@ -51,7 +53,9 @@ def _peak_arrays(peaks):
 
 def main(argv):
   del argv
-  from difcon_jax.augment import kernel, params, reference
+  from difcon_jax.augment import kernel
+  from difcon_jax.augment import params
+  from difcon_jax.augment import reference
   cfg = params.config(_DIST.value, render_chunk=_CHUNK.value)
   tt_all, y_all, hkl_all, cell_all, num_peaks = _peak_arrays(_PEAKS.value)
   idx = np.arange(_BATCH.value) % len(tt_all)

@@ -41,7 +41,8 @@ def _cost(lowered) -> tuple[float, float]:
 def main(argv):
   del argv
   from difcon_jax import train
-  from difcon_jax.augment import kernel, params as augment_params
+  from difcon_jax.augment import kernel
+  from difcon_jax.augment import params as augment_params
   spec = importlib.util.spec_from_file_location('cfg', _CONFIG.value)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

@@ -22,8 +22,10 @@ _JSON = flags.DEFINE_bool('json', False, 'Print one JSON line at the end.')
 
 def main(argv):
   del argv
-  from difcon_jax.crystallography import diffraction, structure
-  from difcon_jax.data import corpus, sample
+  from difcon_jax.crystallography import diffraction
+  from difcon_jax.crystallography import structure
+  from difcon_jax.data import corpus
+  from difcon_jax.data import bundled_sample as sample
   from pymatgen.analysis.diffraction.xrd import XRDCalculator
   from pymatgen.core import Structure
   paths = corpus.find_cifs(_CIFS.value or sample.cif_dir())[:_LIMIT.value]

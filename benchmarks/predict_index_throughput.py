@@ -27,8 +27,9 @@ _JSON = flags.DEFINE_bool('json', False, 'Print one JSON line at the end.')
 def write_patterns(folder: str, n: int) -> list[str]:
   """n lab-rendered test patterns of the sample corpus as .xy files (Cu Kα, 5-90°), their paths."""
   import jax  # pylint: disable=g-import-not-at-top
-  from difcon_jax import eval_sets, grid  # pylint: disable=g-import-not-at-top
-  from difcon_jax.data import sample  # pylint: disable=g-import-not-at-top
+  from difcon_jax.evaluation import sets as eval_sets
+  from difcon_jax.crystallography import pattern_grid as grid  # pylint: disable=g-import-not-at-top
+  from difcon_jax.data import bundled_sample as sample  # pylint: disable=g-import-not-at-top
   g = grid.config()
   data = eval_sets.SimulatedSet(sample.corpus(progress=False), 'lab', g.num_bins, g.two_theta_max, 64, 1, n)
   centres = grid.bin_centres(g)
@@ -45,8 +46,9 @@ def write_patterns(folder: str, n: int) -> list[str]:
 
 def main(argv):
   del argv
-  from difcon_jax import inference, predict  # pylint: disable=g-import-not-at-top
-  from difcon_jax.indexing import combine  # pylint: disable=g-import-not-at-top
+  from difcon_jax.inference import model as inference
+  from difcon_jax import predict  # pylint: disable=g-import-not-at-top
+  from difcon_jax.autoindex import combine  # pylint: disable=g-import-not-at-top
   model = inference.Model()
   combination = combine.find(model.folder)
   with tempfile.TemporaryDirectory() as folder:

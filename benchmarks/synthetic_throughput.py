@@ -70,7 +70,9 @@ def legacy_structure(space_group, rng, max_atoms=96, attempts=60):
 
 def main(argv):
   del argv
-  from difcon_jax.data import build, corpus, synthetic
+  from difcon_jax.data import build
+  from difcon_jax.data import corpus
+  from difcon_jax.data import synthetic
   spec = corpus.CorpusSpec()
   finish = functools.partial(build._synthetic_record, spec=spec, test_fraction=0.1)  # pylint: disable=protected-access
   workers = _WORKERS.value or os.cpu_count()

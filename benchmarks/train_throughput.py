@@ -32,10 +32,13 @@ def main(argv):
   del argv
   import torch
   from configs import quickstart
-  from difcon_jax import config_base, train
+  from difcon_jax import config_base
+  from difcon_jax import train
   from difcon_jax.augment import params as augment_params
   from difcon_jax.crystallography import spacegroups
-  from difcon_jax.data import build, input_pipeline, sample
+  from difcon_jax.data import build
+  from difcon_jax.data import input_pipeline
+  from difcon_jax.data import bundled_sample as sample
   import torch_reference
 
   config = quickstart.get_config() if _MODEL.value == 'quickstart' else config_base.paper_config()

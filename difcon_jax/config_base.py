@@ -5,13 +5,13 @@ Every field the trainer reads is set here, so that a config file shows only what
 
 import ml_collections
 
-from difcon_jax import grid
+from difcon_jax.crystallography import pattern_grid as grid
 from difcon_jax.augment import params as augment_params
 
 
 def evaluator(kind: str, distribution: str | None = None, data: str | None = None, labels: str | None = None,
               every: int | None = None, corpus: str | None = None) -> ml_collections.ConfigDict:
-  """One evaluation set of config.evals (difcon_jax/evaluators.py): kind 'simulated' (the test split of `corpus`,
+  """One evaluation set of config.evals (difcon_jax/evaluation/evaluators.py): kind 'simulated' (the test split of `corpus`,
   None for config.corpus, rendered with an augmentation `distribution`) or 'measured' (labelled patterns in `data`,
   `labels` for a folder; off while data is None); run every `every` steps (None: config.eval_every) and at the last
   step. Every field exists in every entry, so each can be set from the command line

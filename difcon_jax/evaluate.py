@@ -24,7 +24,7 @@ Figure 4 by difcon_jax.similarity: cosine similarities of embeddings of N random
 arranged consecutively; within / between / retrieval in metrics.json). Every
 number comes from the ranking predict writes (eval_sets.run, models.heads.rank); the sets are built as the
 trainer builds them (evaluators.simulated_set, evaluators.measured_set), so top-1 <= top-5 and a
-pattern's row here is the row predict writes for it. --report=DIR also writes DIR/index.html (difcon_jax/report.py):
+pattern's row here is the row predict writes for it. --report=DIR also writes DIR/index.html (difcon_jax/io/report.py):
 the metrics, the confusion matrix, a sortable table with the true labels beside the predictions and, per pattern,
 its plots (a measured one as read and on the model grid; a simulated one as rendered) and ranked predictions.
 
@@ -47,20 +47,20 @@ from etils import epath
 import jax
 import numpy as np
 
-from difcon_jax import cli
+from difcon_jax.io import cli
 from difcon_jax import config_base
-from difcon_jax import eval_sets
-from difcon_jax import evaluators
-from difcon_jax import grid as grid_lib
-from difcon_jax import inference
-from difcon_jax import report
+from difcon_jax.evaluation import sets as eval_sets
+from difcon_jax.evaluation import evaluators
+from difcon_jax.crystallography import pattern_grid as grid_lib
+from difcon_jax.inference import model as inference
+from difcon_jax.io import report
 from difcon_jax import similarity
-from difcon_jax import summary as summary_lib
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.inference import rows as summary_lib
+from difcon_jax.io import workdir as workdir_lib
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.data import corpus as corpus_lib
-from difcon_jax.data import sample as sample_lib
-from difcon_jax.indexing import combine
+from difcon_jax.data import bundled_sample as sample_lib
+from difcon_jax.autoindex import combine
 from difcon_jax.io import measured
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
@@ -87,7 +87,7 @@ def define_flags():
                       'bundled model).')
   flags.DEFINE_integer('batch_size', 64, 'Patterns per model call.')
   flags.DEFINE_integer('figure_structures', 24, 'Structures in the embedding-similarity picture.')
-  flags.DEFINE_bool('index', False, 'Score DIFCON+INDEX: search each pattern\'s cells (difcon_jax/indexing) and '
+  flags.DEFINE_bool('index', False, 'Score DIFCON+INDEX: search each pattern\'s cells (difcon_jax/autoindex) and '
                     'rank the crystal systems by the network and the cells together (the model\'s combination.json, '
                     'as predict --index); metrics.json gains "index" (network, indexing and combined alone, '
                     'disagreements, search time).')
@@ -124,7 +124,7 @@ def confusion_png(m, path, title):
   ax.set_title(title, fontsize=9)
   fig.colorbar(im, ax=ax, label='share of true class')
   fig.tight_layout()
-  with cli.atomic_write(path, 'wb') as f:
+  with outputs.write(path, 'wb') as f:
     fig.savefig(f, format='png', dpi=120)
   plt.close(fig)
 
@@ -383,7 +383,7 @@ def main(argv):
   confusion_png(metrics['crystal_system_confusion'], out_dir / 'crystal_system_confusion.png',
                 f'{FLAGS.set}: crystal system (model step {model.step})')
   metrics.update(done.extra, set=FLAGS.set, model_step=model.step)
-  with cli.atomic_write(out_dir / 'metrics.json') as f:
+  with outputs.write(out_dir / 'metrics.json') as f:
     json.dump(metrics, f, indent=1)
   if FLAGS.report:
     x_shown = np.concatenate(kept) if kept else np.zeros((0, model.grid.num_bins), np.float32)

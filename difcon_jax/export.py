@@ -21,9 +21,9 @@ from absl import app
 from absl import flags
 from etils import epath
 
-from difcon_jax import cli
-from difcon_jax import inference
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.io import cli
+from difcon_jax.inference import model as inference
+from difcon_jax.io import workdir as workdir_lib
 from difcon_jax.io import outputs
 
 FLAGS = flags.FLAGS
@@ -74,7 +74,7 @@ def _foreign_out(out: str, workdir: str) -> str | None:
       source = json.loads(folder.joinpath(workdir_lib.MODEL_INFO).read_text()).get('workdir')
     except (OSError, ValueError, AttributeError):
       source = None
-    if source is None or cli.path(source) != cli.path(workdir):
+    if source is None or outputs.path(source) != outputs.path(workdir):
       return (f'it holds the model {_model_name(folder)} exported from {source or "an unknown workdir"}; remove it '
               'first to replace it')
   elif names:

@@ -23,11 +23,11 @@ from absl import flags
 from etils import epath
 import numpy as np
 
-from difcon_jax import cli
+from difcon_jax.io import cli
 from difcon_jax import config_base
-from difcon_jax import evaluators
-from difcon_jax import grid as grid_lib
-from difcon_jax import metrics
+from difcon_jax.evaluation import evaluators
+from difcon_jax.crystallography import pattern_grid as grid_lib
+from difcon_jax.evaluation import metrics
 from difcon_jax.data import corpus as corpus_lib
 from difcon_jax.io import measured
 from difcon_jax.io import outputs
@@ -173,7 +173,7 @@ def main(argv):
   if FLAGS.out:
     out = epath.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
-    with cli.atomic_write(out / 'metrics.json') as f:
+    with outputs.write(out / 'metrics.json') as f:
       json.dump(results, f, indent=1)
 
 

@@ -5,8 +5,8 @@ r"""Indexing: unit cells from the peak positions of measured patterns (the paper
   python -m difcon_jax.index --evaluate --corpus=DIR [--examples=N] [--experimental=PATTERNS.npz] [--out=DIR]
 
 Each file is read, converted and background-subtracted by the loader `predict` uses (io.measured.load), its
-peaks are picked and Kα2 partners removed (indexing/peaks.py), and cells are searched from cubic down to
-monoclinic with a zero shift (indexing/search.py). One CSV row per file: the crystal system of the
+peaks are picked and Kα2 partners removed (autoindex/lines.py), and cells are searched from cubic down to
+monoclinic with a zero shift (autoindex/search.py). One CSV row per file: the crystal system of the
 best cell, or "no solution" when no cell reaches M20 >= --m20_min with at most --max_unindexed unindexed lines
 (10 and 3: de Wolff's rule of thumb is 10 and 2; picked peaks bring spurious lines, see docs/results.md "INDEX"),
 then the best --top cells with their system, a b c alpha beta gamma (Å, degrees),
@@ -19,7 +19,7 @@ status is 1 when any failed.
 
 --evaluate scores the crystal system of the best cell on the corpus test split (lines from the peak lists, and
 picked from the patterns rendered with the train and invariance_test distributions, the network's evaluation sets)
-and on measured patterns, with metrics.py; "no solution" counts as wrong (indexing/evaluation.py).
+and on measured patterns, with metrics.py; "no solution" counts as wrong (autoindex/scoring.py).
 """
 
 from __future__ import annotations
@@ -34,17 +34,17 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from difcon_jax import cli
+from difcon_jax.io import cli
 from difcon_jax import config_base
-from difcon_jax import grid as grid_lib
+from difcon_jax.crystallography import pattern_grid as grid_lib
 from difcon_jax.augment import params as augment_params
 from difcon_jax.data import corpus as corpus_lib
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import wavelength as wavelength_lib
-from difcon_jax.indexing import combine
-from difcon_jax.indexing import evaluation
-from difcon_jax.indexing import peaks as peaks_lib
-from difcon_jax.indexing import search
+from difcon_jax.autoindex import combine
+from difcon_jax.autoindex import scoring as evaluation
+from difcon_jax.autoindex import lines as peaks_lib
+from difcon_jax.autoindex import search
 from difcon_jax.io import measured
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
@@ -75,7 +75,7 @@ def define_flags():
   flags.DEFINE_integer('eval_seed', config_base.paper_config().eval_seed, 'Seed of the rendered sets\' draws.')
   flags.DEFINE_string('out', None, 'Folder for --evaluate\'s metrics.json and per-pattern predictions.')
   flags.DEFINE_bool('fit_combination', False, 'Fit the combination of a model\'s crystal system with the search\'s '
-                    'cells (indexing/combine.py, used by predict --index) on held-out simulated patterns of --corpus '
+                    'cells (autoindex/combine.py, used by predict --index) on held-out simulated patterns of --corpus '
                     'instead, and write it beside the model (--checkpoint/combination.json).')
   flags.DEFINE_string('checkpoint', None, 'With --fit_combination: the model (default: the bundled model).')
   flags.DEFINE_string('distribution', 'lab', 'With --fit_combination: the augmentation the patterns are rendered '
@@ -217,7 +217,7 @@ def evaluate(settings: search.Settings) -> dict:
   results['settings'] = dataclasses.asdict(settings)
   results['command'] = ' '.join(sys.argv)
   if FLAGS.out:
-    with cli.atomic_write(f'{FLAGS.out}/metrics.json') as f:
+    with outputs.write(f'{FLAGS.out}/metrics.json') as f:
       json.dump(results, f, indent=1)
     labels = spacegroups.CRYSTAL_SYSTEMS + (NO_SOLUTION,)
     for name, out in per_pattern.items():
@@ -228,10 +228,10 @@ def evaluate(settings: search.Settings) -> dict:
 
 
 def fit_combination(settings: search.Settings) -> int:
-  """Fits indexing.combine's combination for a model on held-out simulated patterns and writes it beside the
+  """Fits autoindex.combine's combination for a model on held-out simulated patterns and writes it beside the
   model; prints its accuracy on them against the network's and the search's alone."""
-  from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top  (jax: only this mode needs it)
-  from difcon_jax import inference  # pylint: disable=g-import-not-at-top
+  from difcon_jax.evaluation import sets as eval_sets  # pylint: disable=g-import-not-at-top  (jax: only this mode needs it)
+  from difcon_jax.inference import model as inference  # pylint: disable=g-import-not-at-top
   model = inference.Model(FLAGS.checkpoint)
   out = os.path.join(model.folder, combine.COMBINATION_FILE)
   data = eval_sets.SimulatedSet(FLAGS.corpus, FLAGS.distribution, model.config.num_bins, model.config.two_theta_max,

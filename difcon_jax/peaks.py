@@ -19,7 +19,7 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
-from difcon_jax import cli
+from difcon_jax.io import cli
 from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure as structure_lib

@@ -13,9 +13,9 @@ refused. The CSV and the embeddings are written atomically (devices, FIFOs and /
 and globs list each real file once and never loop through symlinks; a FIFO or device among the inputs gets an error
 row without being opened.
 
-By default each pattern's unit cells are searched too (difcon_jax/indexing, --index_budget CPU seconds per pattern,
+By default each pattern's unit cells are searched too (difcon_jax/autoindex, --index_budget CPU seconds per pattern,
 in a process pool) and the crystal systems ranked by the network and the cells together with the model's
-combination.json (indexing/combine.py; the network alone where a search runs out of time or the model has none,
+combination.json (autoindex/combine.py; the network alone where a search runs out of time or the model has none,
 which is said); --noindex ranks by the network alone, as `evaluate` does without --index.
 
 What a person reads: for up to 20 files, a short table per file (top crystal systems, extinction groups with their
@@ -23,7 +23,7 @@ space groups, top space groups with Hermann-Mauguin symbols, probabilities, warn
 line; the last line gives the counts, the CSV and the model. --format=summary writes a narrow CSV (the first label
 of each head, the ranked space groups in one cell) instead of the full one; --report=DIR writes DIR/index.html,
 a page with a sortable table and per file the pattern as read, the pattern the model saw and the ranked
-predictions as bars (difcon_jax/report.py).
+predictions as bars (difcon_jax/io/report.py).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from absl import flags
 import numpy as np
 import tqdm
 
-from difcon_jax import cli
-from difcon_jax import grid as grid_lib
-from difcon_jax import summary
+from difcon_jax.io import cli
+from difcon_jax.crystallography import pattern_grid as grid_lib
+from difcon_jax.inference import rows as summary
 from difcon_jax.crystallography import spacegroups
-from difcon_jax.indexing import combine
+from difcon_jax.autoindex import combine
 from difcon_jax.io import measured
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
@@ -101,10 +101,10 @@ def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_backg
   """Rows (dicts, in input order; summary.prediction_rows), the embeddings [good files, dim] and the report entries
   of the first `views` files (report.Entry: the pattern as read and on the model grid, decimated; [] when views
   is 0). With `index`, cells are searched (index_budget CPU seconds per pattern, index_workers processes) and the
-  rows get summary.index_columns; with a `combination` too (indexing.combine, fitted for the model) the crystal
+  rows get summary.index_columns; with a `combination` too (autoindex.combine, fitted for the model) the crystal
   systems are ranked by both, else by the network alone."""
-  from difcon_jax import eval_sets  # pylint: disable=g-import-not-at-top
-  from difcon_jax import report  # pylint: disable=g-import-not-at-top
+  from difcon_jax.evaluation import sets as eval_sets  # pylint: disable=g-import-not-at-top
+  from difcon_jax.io import report  # pylint: disable=g-import-not-at-top
   statuses, values, shown = [], [], []
   bar = tqdm.tqdm(paths, desc='reading', unit='file', file=sys.stderr, disable=not progress)
   for path in bar:
@@ -130,7 +130,7 @@ def predict_files(paths, model, wavelength, top_k=5, batch_size=64, remove_backg
   if evidence:
     summary.add_index_columns(rows, evidence, combine.network_probs(preds.logits))
   if check_cells:  # does the network's crystal system index the peaks? (indexing.check_columns)
-    from difcon_jax import indexing  # pylint: disable=g-import-not-at-top
+    from difcon_jax import autoindex as indexing  # pylint: disable=g-import-not-at-top
     for j, row in enumerate(r for r in rows if r['status'] == 'ok'):
       row.update(indexing.check_columns(x[j], model.grid, row['crystal_system_1'], model.wavelength))
   centres = grid_lib.bin_centres(model.grid)
@@ -179,7 +179,7 @@ def main(argv):
   if not paths:
     print(f'error: no pattern files in {inputs}', file=sys.stderr)
     return 2
-  from difcon_jax import inference  # pylint: disable=g-import-not-at-top
+  from difcon_jax.inference import model as inference  # pylint: disable=g-import-not-at-top
   if not check_outputs(paths, inference.model_files(FLAGS.checkpoint)):
     return cli.USAGE_ERROR
   try:
@@ -193,7 +193,7 @@ def main(argv):
           f'with the cells, fitted for it): the crystal systems are ranked by the network alone, the cells shown '
           f'beside; fit one with python -m difcon_jax.index --fit_combination --checkpoint={model.folder} '
           f'--corpus=CORPUS', file=sys.stderr)
-  from difcon_jax import report  # pylint: disable=g-import-not-at-top
+  from difcon_jax.io import report  # pylint: disable=g-import-not-at-top
   rows, emb, seen = predict_files(paths, model, wl, FLAGS.top_k, FLAGS.batch_size, FLAGS.remove_background,
                                   views=report.MAX_DETAILS if FLAGS.report else 0, check_cells=FLAGS.check_cells,
                                   index=FLAGS.index, combination=combination, index_budget=FLAGS.index_budget,
@@ -202,7 +202,7 @@ def main(argv):
   try:
     outputs.write_rows(FLAGS.output, written)
     if FLAGS.embeddings:
-      with cli.atomic_write(FLAGS.embeddings, 'wb') as f:
+      with outputs.write(FLAGS.embeddings, 'wb') as f:
         np.save(f, emb)
   except outputs.OutputError as e:  # a full disk: one line, and no half-written file
     print(f'error: {e}', file=sys.stderr)

@@ -30,10 +30,10 @@ from absl import flags
 import jax
 import numpy as np
 
-from difcon_jax import cli
-from difcon_jax import eval_sets
-from difcon_jax import inference
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.io import cli
+from difcon_jax.evaluation import sets as eval_sets
+from difcon_jax.inference import model as inference
+from difcon_jax.io import workdir as workdir_lib
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
 from difcon_jax.data import corpus as corpus_lib
@@ -106,7 +106,7 @@ def plot(matrices: list[np.ndarray], labels: list[str], summaries: list[dict], p
   # A 256-colour palette: the matrices are noisy, so the full-colour PNG is several times larger for no visible gain.
   from PIL import Image  # pylint: disable=g-import-not-at-top  (matplotlib's own dependency)
   image = Image.open(io.BytesIO(buffer.getvalue())).convert('RGB').quantize(256)
-  with cli.atomic_write(path, 'wb') as f:
+  with outputs.write(path, 'wb') as f:
     image.save(f, format='png', optimize=True)
 
 
@@ -217,7 +217,7 @@ def main(argv):
           'distribution': FLAGS.distribution, 'seed': FLAGS.seed, 'models': summaries}
   try:
     plot(matrices, labels, summaries, FLAGS.out, FLAGS.views)
-    with cli.atomic_write(_json_path(FLAGS.out)) as f:
+    with outputs.write(_json_path(FLAGS.out)) as f:
       json.dump(meta, f, indent=1)
   except outputs.OutputError as e:
     print(f'similarity: error: {e}', file=sys.stderr)

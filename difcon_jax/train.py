@@ -31,14 +31,14 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from difcon_jax import cli
-from difcon_jax import config_checks
-from difcon_jax import evaluators
-from difcon_jax import losses
-from difcon_jax import memory_check
-from difcon_jax import metrics
-from difcon_jax import resume_checks
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.io import cli
+from difcon_jax.training import config_checks
+from difcon_jax.evaluation import evaluators
+from difcon_jax.training import losses
+from difcon_jax.training import memory_check
+from difcon_jax.evaluation import metrics
+from difcon_jax.training import resume_checks
+from difcon_jax.io import workdir as workdir_lib
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
 from difcon_jax.crystallography import spacegroups

@@ -17,7 +17,7 @@ from absl import app
 from absl import flags
 
 from difcon_jax import sweeps
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.io import workdir as workdir_lib
 
 SETS = ('equivariance', 'invariance', 'invariance_nuisance')
 MD_BEGIN = '<!-- hypothesis table: begin (written by launch/hypotheses_table.py) -->'

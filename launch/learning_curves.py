@@ -20,7 +20,7 @@ import sys
 from absl import app
 from absl import flags
 
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.io import workdir as workdir_lib
 
 COLUMNS = ('equivariance/crystal_system_top1', 'equivariance/space_group_top1', 'equivariance/space_group_top5',
            'invariance/crystal_system_top1', 'invariance/space_group_top1', 'invariance_nuisance/crystal_system_top1')

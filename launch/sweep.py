@@ -36,10 +36,10 @@ import time
 from absl import app
 from absl import flags
 
-from difcon_jax import cli
+from difcon_jax.io import cli
 from difcon_jax import sweeps
 from difcon_jax import train
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.io import workdir as workdir_lib
 from difcon_jax.io import outputs
 from difcon_jax.models.heads import HEADS
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difcon_jax import grid
+from difcon_jax.crystallography import pattern_grid as grid
 from difcon_jax.augment import kernel
 from difcon_jax.augment import params
 from difcon_jax.augment import reference

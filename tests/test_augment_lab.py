@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difcon_jax import grid
+from difcon_jax.crystallography import pattern_grid as grid
 from difcon_jax.augment import kernel
 from difcon_jax.augment import params
 from difcon_jax.augment import reference
@@ -440,7 +440,8 @@ def test_plot_command_shows_lab(tmp_path):
 
 _MESH_CHECK = r'''
 import jax, numpy as np
-from difcon_jax.augment import kernel, params
+from difcon_jax.augment import kernel
+from difcon_jax.augment import params
 assert jax.device_count() == 2
 rng = np.random.default_rng(10)
 tt = np.sort(rng.uniform(5, 115, (4, 16)), 1).astype(np.float32)

@@ -14,8 +14,8 @@ import pytest
 from ml_collections import config_flags
 
 from difcon_jax import config_base
-from difcon_jax import grid
-from difcon_jax import config_checks
+from difcon_jax.crystallography import pattern_grid as grid
+from difcon_jax.training import config_checks
 from difcon_jax.augment import kernel
 from difcon_jax.augment import params
 

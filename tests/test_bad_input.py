@@ -15,11 +15,11 @@ import types
 import numpy as np
 import pytest
 
-from difcon_jax import cli
-from difcon_jax import grid as grid_lib
-from difcon_jax import config_checks
-from difcon_jax import resume_checks
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.io import cli
+from difcon_jax.crystallography import pattern_grid as grid_lib
+from difcon_jax.training import config_checks
+from difcon_jax.training import resume_checks
+from difcon_jax.io import workdir as workdir_lib
 from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import structure as structure_lib
 from difcon_jax.data import build
@@ -29,6 +29,7 @@ from difcon_jax.io import patterns
 from conftest import STRUCTURES
 
 import pool_helpers
+from difcon_jax.io import outputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CELL_TAGS = structure_lib.CELL_TAGS
@@ -480,11 +481,11 @@ def test_atomic_write_leaves_the_old_file_or_the_new(tmp_path):
   rng = np.random.default_rng(15)
   for k in range(3):
     with pytest.raises(RuntimeError):
-      with cli.atomic_write(str(path)) as f:
+      with outputs.write(str(path)) as f:
         f.write('x' * int(rng.integers(1, 10_000)))
         raise RuntimeError('killed half way')
     assert path.read_text() == 'old' and os.listdir(tmp_path) == ['r.json']
-  with cli.atomic_write(str(path)) as f:
+  with outputs.write(str(path)) as f:
     f.write('new')
   assert path.read_text() == 'new' and oct(path.stat().st_mode & 0o777) != oct(0o600)
 
@@ -581,7 +582,7 @@ def test_resume_writes_each_step_once(tiny_workdir, tmp_path):
 # ------------------------------------------------------------------------------------------ unbounded work
 
 def test_work_after_reading_is_bounded_by_the_grid(tmp_path, monkeypatch):
-  from difcon_jax import eval_sets
+  from difcon_jax.evaluation import sets as eval_sets
   from difcon_jax import predict
   from difcon_jax.io import measured
   grid = grid_lib.config(2000, 0.0, 120.0)

@@ -20,14 +20,14 @@ import time
 import numpy as np
 import pytest
 
-from difcon_jax import cli
-from difcon_jax import folder_lock
-from difcon_jax import grid as grid_lib
-from difcon_jax import inference
-from difcon_jax import summary
-from difcon_jax import config_checks
-from difcon_jax import memory_check
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.io import cli
+from difcon_jax.io import folder_lock
+from difcon_jax.crystallography import pattern_grid as grid_lib
+from difcon_jax.inference import model as inference
+from difcon_jax.inference import rows as summary
+from difcon_jax.training import config_checks
+from difcon_jax.training import memory_check
+from difcon_jax.io import workdir as workdir_lib
 from difcon_jax.data import build
 from difcon_jax.data import corpus
 from difcon_jax.io import measured
@@ -106,7 +106,7 @@ def test_outputs_into_fifos_and_descriptors_are_streams(tmp_path):
   got = []
   reader = threading.Thread(target=lambda: got.append(open(fifo).read()), daemon=True)
   reader.start()
-  with cli.atomic_write(str(fifo)) as f:
+  with outputs.write(str(fifo)) as f:
     f.write('a,b\n1,2\n')
   reader.join(30)
   assert got == ['a,b\n1,2\n'] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
@@ -114,7 +114,7 @@ def test_outputs_into_fifos_and_descriptors_are_streams(tmp_path):
   # The /dev/stdout idiom: a link to /proc/self/fd/1 is written through, never replaced by a file.
   link = tmp_path / 'stdout.csv'
   os.symlink('/proc/self/fd/1', link)
-  run = _run('-c', f'from difcon_jax import cli\nwith cli.atomic_write({str(link)!r}) as f: f.write("through\\n")')
+  run = _run('-c', f'from difcon_jax import cli\nwith outputs.write({str(link)!r}) as f: f.write("through\\n")')
   assert run.returncode == 0 and run.stdout == 'through\n', run.stderr[-1000:]
   assert os.path.islink(link)
   try:  # a character device (as /dev/null) stays one; needs the right to make device nodes
@@ -122,7 +122,7 @@ def test_outputs_into_fifos_and_descriptors_are_streams(tmp_path):
   except (PermissionError, OSError):
     return
   try:
-    with cli.atomic_write(str(tmp_path / 'null')) as f:
+    with outputs.write(str(tmp_path / 'null')) as f:
       f.write('x')
   except OSError:  # a filesystem mounted nodev refuses to open it: still not replaced
     pass
@@ -379,8 +379,8 @@ def test_late_reports_of_a_failed_checkpoint_read_are_dropped():
 # ---------------------------------------------------------------------------- a model's garbage output
 
 def test_garbage_logits_still_rank_real_labels():
-  from difcon_jax import eval_sets
-  from difcon_jax import metrics
+  from difcon_jax.evaluation import sets as eval_sets
+  from difcon_jax.evaluation import metrics
   from difcon_jax.models import heads
   from difcon_jax.crystallography import spacegroups
   rng = np.random.default_rng(2)

@@ -14,11 +14,11 @@ import sys
 import numpy as np
 import pytest
 
-from difcon_jax import cli
+from difcon_jax.io import cli
 from difcon_jax import sweeps
-from difcon_jax import config_checks
-from difcon_jax import resume_checks
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.training import config_checks
+from difcon_jax.training import resume_checks
+from difcon_jax.io import workdir as workdir_lib
 from difcon_jax.data import workers as workers_lib
 from difcon_jax.io import measured
 from difcon_jax.io import outputs
@@ -257,7 +257,7 @@ def test_a_file_name_that_is_not_utf8_keeps_every_row(tmp_path):
   bad = os.path.join(os.fsencode(tmp_path), b'bad\xff.xy')
   with open(bad, 'w') as f:
     f.write(_pattern_lines())
-  from difcon_jax import grid as grid_lib
+  from difcon_jax.crystallography import pattern_grid as grid_lib
   names = [str(good), os.fsdecode(bad)]
   records = [measured.load(n, grid_lib.config(2000), None) for n in names]
   assert all(r.ok for r in records)
@@ -311,7 +311,7 @@ def test_xrdml_with_several_scans_or_another_axis(tmp_path):
 
 
 def test_a_flag_against_the_files_wavelength_is_said_naming_both(tmp_path):
-  from difcon_jax import grid as grid_lib
+  from difcon_jax.crystallography import pattern_grid as grid_lib
   path = tmp_path / 'mo.xy'
   path.write_text('# Wavelength: 0.7107\n' + _pattern_lines(tt=np.linspace(5, 40, 400)))
   m = measured.load(str(path), grid_lib.config(2000), 1.5418)

@@ -13,9 +13,10 @@ from fsspec.implementations.memory import MemoryFileSystem
 import numpy as np
 import pytest
 
-from difcon_jax import cli
-from difcon_jax import inference
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.io import cli
+from difcon_jax.inference import model as inference
+from difcon_jax.io import workdir as workdir_lib
+from difcon_jax.io import outputs
 
 
 class _FakeGcs(MemoryFileSystem):
@@ -36,16 +37,16 @@ def bucket(monkeypatch):
 
 def test_the_fake_bucket_is_not_the_local_disk(bucket, tmp_path):
   (bucket / 'run' / 'a.txt').write_text('x')
-  assert (bucket / 'run' / 'a.txt').exists() and not cli.is_local('gs://bucket/run') and cli.is_local(tmp_path)
+  assert (bucket / 'run' / 'a.txt').exists() and not outputs.is_local('gs://bucket/run') and outputs.is_local(tmp_path)
   assert any(k.endswith('run/a.txt') for k in _FakeGcs.store)
 
 
 def test_outputs_and_checks(bucket):
   checks = cli.Checks()
   assert checks.output_file('output', 'gs://bucket/out/preds.csv') and checks.output_dir('out', 'gs://bucket/ev')
-  with cli.atomic_write('gs://bucket/out/preds.csv', newline='') as f:
+  with outputs.write('gs://bucket/out/preds.csv', newline='') as f:
     f.write('file,status\na.xy,ok\n')
-  with cli.atomic_write(bucket / 'out' / 'e.npy', 'wb') as f:
+  with outputs.write(bucket / 'out' / 'e.npy', 'wb') as f:
     np.save(f, np.arange(3))
   assert (bucket / 'out' / 'preds.csv').read_text() == 'file,status\na.xy,ok\n'
   with (bucket / 'out' / 'e.npy').open('rb') as f:

@@ -1,4 +1,4 @@
-"""indexing/combine.py: the network's crystal system and the search's cells in one ranking."""
+"""autoindex/combine.py: the network's crystal system and the search's cells in one ranking."""
 
 import time
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from difcon_jax.crystallography import spacegroups
-from difcon_jax.indexing import combine
-from difcon_jax.indexing import search
+from difcon_jax.autoindex import combine
+from difcon_jax.autoindex import search
 
 SYSTEMS = spacegroups.CRYSTAL_SYSTEMS
 
@@ -101,7 +101,7 @@ def test_search_stops_at_its_deadline():
 def _model_with_combination(tmp_path):
   """A copy of the bundled model with a combination fitted on made-up evidence (the commands are what is tested)."""
   import shutil  # pylint: disable=g-import-not-at-top
-  from difcon_jax import inference  # pylint: disable=g-import-not-at-top
+  from difcon_jax.inference import model as inference  # pylint: disable=g-import-not-at-top
   folder = tmp_path / 'model'
   shutil.copytree(inference.BUNDLED_MODEL, folder)
   (folder / combine.COMBINATION_FILE).unlink(missing_ok=True)

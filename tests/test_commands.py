@@ -8,7 +8,7 @@ import sys
 
 from absl import flags
 
-from difcon_jax import cli
+from difcon_jax.io import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,7 +67,7 @@ _PROGRAM = r'''
 import logging, sys
 from absl import app
 from absl import logging as absl_logging
-from difcon_jax import cli
+from difcon_jax.io import cli
 
 def main(argv):
   site = '/venv/lib/python3.11/site-packages/jax/_src/xla_bridge.py'

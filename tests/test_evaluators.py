@@ -6,11 +6,11 @@ import os
 
 
 from difcon_jax import config_base
-from difcon_jax import eval_sets
-from difcon_jax import evaluators
-from difcon_jax import inference
+from difcon_jax.evaluation import sets as eval_sets
+from difcon_jax.evaluation import evaluators
+from difcon_jax.inference import model as inference
 from difcon_jax import train
-from difcon_jax import config_checks
+from difcon_jax.training import config_checks
 
 import train_helpers
 

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from difcon_jax import inference
+from difcon_jax.inference import model as inference
 
 
 def test_exported_model_predicts_as_its_workdir(tiny_workdir, tmp_path):

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difcon_jax import grid as grid_lib
+from difcon_jax.crystallography import pattern_grid as grid_lib
 from difcon_jax import train
-from difcon_jax import config_checks
+from difcon_jax.training import config_checks
 import train_helpers
 
 GRID = grid_lib.config(6000, 0.0, 120.0)

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from difcon_jax import grid as grid_lib
+from difcon_jax.crystallography import pattern_grid as grid_lib
 from difcon_jax.augment import kernel
 from difcon_jax.augment import params
 from difcon_jax.augment import reference
@@ -19,11 +19,11 @@ from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure
 from difcon_jax.crystallography import wavelength as wavelength_lib
-from difcon_jax import indexing
-from difcon_jax.indexing import evaluation
-from difcon_jax.indexing import merit
-from difcon_jax.indexing import peaks
-from difcon_jax.indexing import search
+from difcon_jax import autoindex as indexing
+from difcon_jax.autoindex import scoring as evaluation
+from difcon_jax.autoindex import merit
+from difcon_jax.autoindex import lines as peaks
+from difcon_jax.autoindex import search
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRUCTURES = os.path.join(ROOT, 'tests', 'data', 'structures')
@@ -188,7 +188,7 @@ def test_check_columns_for_a_pattern_on_the_grid():
 
 
 def test_predict_check_cells_adds_the_columns():
-  from difcon_jax import inference
+  from difcon_jax.inference import model as inference
   from difcon_jax import predict
   rows, _, _ = predict.predict_files([os.path.join(ROOT, 'examples', 'quartz_mo.xy')], inference.Model(None),
                                      wavelength_lib.ANODES['Mo'], progress=False, check_cells=True)

@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difcon_jax import losses
+from difcon_jax.training import losses
 
 
 def _barlow_numpy(z1, z2, lambd):
@@ -91,7 +91,8 @@ def test_weighted_crystal_system_loss_is_the_weighted_mean_of_the_nll():
 def test_the_trainer_weights_the_crystal_systems_by_the_training_split(tiny_corpus):
   """config.loss.crystal_system_balance: the class weights come from the training split's counts (0: none)."""
   from difcon_jax import train  # pylint: disable=g-import-not-at-top
-  from difcon_jax.data import corpus, input_pipeline  # pylint: disable=g-import-not-at-top
+  from difcon_jax.data import corpus
+  from difcon_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   import train_helpers  # pylint: disable=g-import-not-at-top
   c = train_helpers.tiny_config(tiny_corpus)
   data = input_pipeline.PeakBatches(tiny_corpus, 'train', 8)

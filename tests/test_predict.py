@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from difcon_jax import grid
-from difcon_jax import inference
+from difcon_jax.crystallography import pattern_grid as grid
+from difcon_jax.inference import model as inference
 from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure

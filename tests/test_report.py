@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from difcon_jax import report
-from difcon_jax import summary
+from difcon_jax.io import report
+from difcon_jax.inference import rows as summary
 from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure
@@ -303,7 +303,7 @@ def test_evaluate_report_has_the_truth_the_metrics_and_every_pattern(predicted):
 
 
 def test_evaluate_keeps_the_first_patterns_it_passes_on():
-  from difcon_jax import eval_sets
+  from difcon_jax.evaluation import sets as eval_sets
   from difcon_jax import evaluate
   x = np.arange(50, dtype=np.float32).reshape(10, 5)
   batches = list(eval_sets.grid_batches(x, [str(i) for i in range(10)], 4))  # 4 + 4 + 2 (padded to 4)
@@ -331,7 +331,8 @@ def test_short_names_of_mixed_absolute_and_relative_paths(tmp_path, monkeypatch)
 
 def test_index_columns_terminal_line_and_report_marks():
   """predict --index's columns: the cell beside the answer, its marks on the plot, the agreement."""
-  from difcon_jax.indexing import combine, search  # pylint: disable=g-import-not-at-top
+  from difcon_jax.autoindex import combine
+  from difcon_jax.autoindex import search  # pylint: disable=g-import-not-at-top
   hkl = np.zeros((20, 3), int)
   hkl[:3] = [[1, 0, 0], [1, 0, 1], [1, 1, 0]]
   sol = search.Solution('hexagonal', 'hexagonal', (0.05, 0.03), (4.913, 4.913, 5.405, 90, 90, 120), 113.0, 0.01,

@@ -19,7 +19,7 @@ from difcon_jax.crystallography import structure as structure_lib
 from difcon_jax.data import build
 from difcon_jax.data import corpus
 from difcon_jax.data import elements
-from difcon_jax.data import sample
+from difcon_jax.data import bundled_sample as sample
 from difcon_jax.data import synthetic
 
 needs_pyxtal = pytest.mark.skipif(not synthetic.pyxtal_available(), reason='pyxtal (the Wyckoff tables) missing')

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from difcon_jax import train
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.io import workdir as workdir_lib
 from difcon_jax.data import corpus as corpus_lib
 import train_helpers
 
@@ -263,7 +263,7 @@ def test_best_checkpoint_is_the_best_evaluation_and_inference_loads_its_ema_weig
   """The trainer's checkpoint managers keep the evaluation with the highest best_metric under best/ and every save
   under checkpoints/; inference loads best/ by default (latest on request), and the EMA weights when there are."""
   import orbax.checkpoint as ocp
-  from difcon_jax import inference
+  from difcon_jax.inference import model as inference
   config = train_helpers.tiny_config('unused')
   latest, best = workdir_lib.checkpoint_managers(str(tmp_path), config.keep_checkpoints, config.best_metric)
   others = {k: 0.5 for k in ('equivariance/crystal_system_top1', 'invariance/space_group_top1')}
@@ -343,7 +343,7 @@ def test_ema_step_averages_the_new_parameters(tiny):
 
 def test_a_nan_loss_stops_the_run_at_that_step(tiny, tmp_path, monkeypatch):
   """The first non-finite loss stops training with an error that names the step, before anything is saved."""
-  from difcon_jax import losses
+  from difcon_jax.training import losses
   real = losses.classification_losses
   monkeypatch.setattr(losses, 'classification_losses',
                       lambda logits, labels, *weights: {k: v * jnp.nan for k, v in real(logits, labels,

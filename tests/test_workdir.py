@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.io import workdir as workdir_lib
 
 
 def test_array_shapes_name_dict_keys_and_list_indices_alike():

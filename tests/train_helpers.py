@@ -6,7 +6,9 @@ import sys
 
 import numpy as np
 
-from difcon_jax.data import build, corpus, sample
+from difcon_jax.data import build
+from difcon_jax.data import corpus
+from difcon_jax.data import bundled_sample as sample
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 from configs import quickstart  # pylint: disable=g-import-not-at-top  (configs/ is not a package)
@@ -26,7 +28,8 @@ def measured_npz(corpus_path: str, path) -> str:
   """A small 'measured' set in the layout of rruff_dev.npz: six rendered training structures (Table 1 effects,
   8,500 points over 5-90°, counts up to ~1000) with their space groups."""
   import jax
-  from difcon_jax.augment import kernel, params
+  from difcon_jax.augment import kernel
+  from difcon_jax.augment import params
   arrays = corpus.load_arrays(corpus_path, 'train')
   x = np.asarray(kernel.make_augment_fn(params.config('train', 8500, 85.0))(
       jax.random.key(0), arrays['two_theta'][:6], arrays['intensity'][:6]))

@@ -14,7 +14,7 @@ from absl import flags
 import jax
 import numpy as np
 
-from difcon_jax import cli
+from difcon_jax.io import cli
 
 FLAGS = flags.FLAGS
 
@@ -57,11 +57,14 @@ def main(argv):
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
-  from difcon_jax.augment import kernel, params
-  from difcon_jax.crystallography import diffraction, structure
+  from difcon_jax.augment import kernel
+  from difcon_jax.augment import params
+  from difcon_jax.crystallography import diffraction
+  from difcon_jax.crystallography import structure
 
-  from difcon_jax import grid as grid_lib
-  from difcon_jax.data import corpus, sample
+  from difcon_jax.crystallography import pattern_grid as grid_lib
+  from difcon_jax.data import corpus
+  from difcon_jax.data import bundled_sample as sample
   path = FLAGS.cif or corpus.find_cifs(sample.cif_dir())[0]
   if FLAGS.distribution not in params.DISTRIBUTIONS:
     raise app.UsageError(f'--distribution: one of {", ".join(params.DISTRIBUTIONS)}')

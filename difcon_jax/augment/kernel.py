@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from difcon_jax import grid as grid_lib
+from difcon_jax.crystallography import pattern_grid as grid_lib
 from difcon_jax.augment import params as params_lib
 
 Draws = dict[str, jax.Array]

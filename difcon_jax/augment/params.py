@@ -38,7 +38,7 @@ from typing import Any, Mapping
 
 import ml_collections
 
-from difcon_jax import grid as grid_lib
+from difcon_jax.crystallography import pattern_grid as grid_lib
 from difcon_jax.crystallography import wavelength as wavelength_lib
 
 DISTRIBUTIONS = ('train', 'invariance_test', 'invariance_nuisance', 'ideal', 'lab')

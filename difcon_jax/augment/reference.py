@@ -16,7 +16,7 @@ import numpy as np
 from numpy.polynomial import chebyshev as np_chebyshev
 from scipy import special
 
-from difcon_jax import grid as grid_lib
+from difcon_jax.crystallography import pattern_grid as grid_lib
 from difcon_jax.augment import kernel as kernel_lib
 from difcon_jax.augment import params as params_lib
 

@@ -41,9 +41,9 @@ import numpy as np
 import tqdm
 
 import difcon_jax
-from difcon_jax import cli
-from difcon_jax import folder_lock
-from difcon_jax import grid as grid_lib
+from difcon_jax.io import cli
+from difcon_jax.io import folder_lock
+from difcon_jax.crystallography import pattern_grid as grid_lib
 from difcon_jax.crystallography import diffraction
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure as structure_lib
@@ -51,6 +51,7 @@ from difcon_jax.data import corpus
 from difcon_jax.data import sources
 from difcon_jax.data import synthetic
 from difcon_jax.data import workers as workers_lib
+from difcon_jax.io import outputs
 
 
 
@@ -265,7 +266,7 @@ def write_corpus(results: list[dict], out: str, spec: corpus.CorpusSpec, source:
         'seconds': round(elapsed, 2), 'structures_per_second': round(len(results) / max(elapsed, 1e-9), 1),
         'spec': {'wavelength': spec.wavelength, 'two_theta_max': spec.two_theta_max, 'max_peaks': spec.max_peaks},
     }
-    with cli.atomic_write(os.path.join(staging, REPORT)) as f:
+    with outputs.write(os.path.join(staging, REPORT)) as f:
       json.dump(report, f, indent=1)
     _swap_in(staging, out)
   finally:

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
-from difcon_jax import grid
+from difcon_jax.crystallography import pattern_grid as grid
 from difcon_jax.crystallography import spacegroups
 
 NAME = 'difcon_corpus'

@@ -43,11 +43,12 @@ import numpy as np
 import spglib
 import tqdm
 
-from difcon_jax import cli
+from difcon_jax.io import cli
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.crystallography import structure as structure_lib
 from difcon_jax.data import elements as elements_lib
 from difcon_jax.data import workers as workers_lib
+from difcon_jax.io import outputs
 
 MAX_ATOMS = 96  # atoms in the conventional cell
 SYMPREC = 0.1  # Å, as the CIF reader checks
@@ -488,7 +489,7 @@ def write_synthetic(out: str, count: int, seed: int, prior: str = 'realistic', w
     if text is None:
       continue
     path = os.path.join(out, f'{name}.cif.gz')
-    with cli.atomic_write(path, 'wb') as f:  # a kill leaves whole CIFs only
+    with outputs.write(path, 'wb') as f:  # a kill leaves whole CIFs only
       f.write(gzip.compress(text.encode()))
     paths.append(path)
   return paths, failures

@@ -20,7 +20,7 @@ import dataclasses
 import ml_collections
 import numpy as np
 
-from difcon_jax import grid as grid_lib
+from difcon_jax.crystallography import pattern_grid as grid_lib
 from difcon_jax.crystallography import wavelength as wavelength_lib
 from difcon_jax.io import labelled
 from difcon_jax.io import patterns as patterns_lib

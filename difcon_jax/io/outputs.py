@@ -235,3 +235,25 @@ def _named(path: str, what: str):
     raise
   except OSError as e:
     raise OutputError(f'{path}: cannot be {what} ({e.strerror or e})') from None
+
+
+def path(p) -> epath.Path:
+  """An epath.Path of a local or cloud path; local ones made absolute (Orbax wants absolute paths)."""
+  return epath.Path(os.path.abspath(p) if is_local(p) else p)
+
+
+def can_write_folder(path: str) -> bool:
+  """Whether a folder at path exists or could be created, and can be written. Nothing is created: the nearest
+  folder that exists is probed (a temporary file made and removed there), so a command refused for another flag
+  leaves no folder behind; the folders are made when the first file is written (io.outputs.write)."""
+  existing = os.path.abspath(path)
+  while not os.path.lexists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):  # a file (or a dangling link) where a folder must be
+    return False
+  try:
+    with tempfile.TemporaryFile(dir=existing):
+      pass
+    return True
+  except OSError:
+    return False

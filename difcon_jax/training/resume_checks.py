@@ -12,11 +12,11 @@ from absl import logging
 import flax.serialization
 import orbax.checkpoint as ocp
 
-from difcon_jax import cli
-from difcon_jax import grid as grid_lib
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.crystallography import pattern_grid as grid_lib
+from difcon_jax.io import workdir as workdir_lib
 from difcon_jax.augment import params as augment_params
-from difcon_jax.config_checks import ConfigError
+from difcon_jax.training.config_checks import ConfigError
+from difcon_jax.io import outputs
 
 
 # Fields a resumed run may change: how long it trains, how often it logs, evaluates and saves, what it evaluates on,
@@ -63,7 +63,7 @@ def resume_changes(recorded: dict, config) -> tuple[list[tuple[str, Any, Any]], 
   changes = _differences(recorded, now)
   if isinstance(recorded.get('augment'), dict):  # a quantity the recorded run did not render is a change too
     changes += [(f'augment.{k}', None, v) for k, v in sorted(now['augment'].items()) if k not in recorded['augment']]
-  same_folder = lambda a, b: isinstance(a, str) and isinstance(b, str) and cli.path(a) == cli.path(b)
+  same_folder = lambda a, b: isinstance(a, str) and isinstance(b, str) and outputs.path(a) == outputs.path(b)
   changes = [c for c in changes if not (c[0] == 'corpus' and same_folder(c[1], c[2]))]
   resumable = lambda change: change[0].split('.')[0] in RESUMABLE_CHANGES
   return [c for c in changes if not resumable(c)], [c for c in changes if resumable(c)]
@@ -112,7 +112,7 @@ def check_checkpoint_matches(state, checkpoint_dir: str, step: int, workdir: str
   optimiser or EMA setting that differs from the run that wrote the workdir) or, given `config`, when the run that
   wrote it read another grid (config.json's `grid`: same shapes, other meaning) or trained with another recipe
   (check_resume_config); ValueError (or Orbax's error) when its metadata cannot be read (a damaged checkpoint)."""
-  metadata = ocp.StandardCheckpointer().metadata(cli.path(checkpoint_dir) / str(step) / 'default')
+  metadata = ocp.StandardCheckpointer().metadata(outputs.path(checkpoint_dir) / str(step) / 'default')
   saved = workdir_lib.array_shapes(getattr(metadata, 'item_metadata', metadata))
   if not saved:  # Orbax reads damaged metadata as none: a damaged checkpoint, not another model
     raise ValueError(f'{checkpoint_dir}/{step}: the checkpoint lists no arrays; its files are damaged')

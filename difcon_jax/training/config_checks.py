@@ -1,5 +1,5 @@
 """The config's values, checked before the trainer touches anything (the workdir itself is checked and locked by
-difcon_jax/workdir.py; a resume against the workdir's checkpoint by resume_checks.py; the memory by memory_check.py).
+difcon_jax/io/workdir.py; a resume against the workdir's checkpoint by resume_checks.py; the memory by memory_check.py).
 
 A mistaken run (`steps=-1`, `best_metric=nope`) is refused with one line per problem before config.json,
 checkpoints or logs are written, so the workdir stays usable. So are a config file that cannot be loaded, a grid too
@@ -16,8 +16,8 @@ import os
 
 import jax
 
-from difcon_jax import evaluators
-from difcon_jax import grid as grid_lib
+from difcon_jax.evaluation import evaluators
+from difcon_jax.crystallography import pattern_grid as grid_lib
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
 from difcon_jax.data import corpus as corpus_lib

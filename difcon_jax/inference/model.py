@@ -21,14 +21,14 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from difcon_jax import cli
-from difcon_jax import grid as grid_lib
-from difcon_jax import workdir as workdir_lib
+from difcon_jax.crystallography import pattern_grid as grid_lib
+from difcon_jax.io import workdir as workdir_lib
 from difcon_jax.io import outputs
 from difcon_jax.models import resnet1d
 
 # The model that predict and evaluate use when no --checkpoint is given: an exported model inside the package.
-BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrained', 'default')
+BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'pretrained',
+                             'default')
 
 
 class ModelError(ValueError):
@@ -61,7 +61,7 @@ class Model:
     """path: a local or cloud (gs://) folder; None: the bundled model. which: 'best' or 'latest' checkpoint of a
     training workdir."""
     path = os.fspath(path or BUNDLED_MODEL)
-    self.folder = path  # where files fitted for this model live (indexing.combine's combination.json)
+    self.folder = path  # where files fitted for this model live (autoindex.combine's combination.json)
     self.config, self.model, expected = read_config(path)
     self.grid = grid_lib.from_config(self.config)
     # Models trained before config.json recorded it were trained at the one wavelength there was.
@@ -69,7 +69,7 @@ class Model:
     if workdir_lib.path(path, workdir_lib.VARIABLES).exists():
       variables, info = _read_exported(path)
       self.step = info['step']
-      bundled = cli.is_local(path) and os.path.abspath(path) == os.path.abspath(BUNDLED_MODEL)
+      bundled = outputs.is_local(path) and os.path.abspath(path) == os.path.abspath(BUNDLED_MODEL)
       self.source = f"{'bundled model' if bundled else 'exported model'} {info.get('name', path)} (step {self.step})"
       weights = workdir_lib.path(path, workdir_lib.VARIABLES)
     else:

@@ -16,6 +16,7 @@ metrics.jsonl is rewritten whole at each write (small: one row per logged step).
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Callable
 
 from absl import logging
@@ -23,8 +24,8 @@ from etils import epath
 import jax
 import orbax.checkpoint as ocp
 
-from difcon_jax import cli
-from difcon_jax import folder_lock
+from difcon_jax.io import folder_lock
+from difcon_jax.io import outputs
 
 CONFIG = 'config.json'
 METRICS = 'metrics.jsonl'
@@ -51,7 +52,7 @@ class WorkdirError(ValueError):
 
 def path(workdir: str, name: str = '') -> epath.Path:
   """The workdir (or a file in it) as an epath.Path: a local path made absolute, a cloud URL as given."""
-  return cli.path(workdir) / name if name else cli.path(workdir)
+  return outputs.path(workdir) / name if name else outputs.path(workdir)
 
 
 # ------------------------------------------------------------------------------------------- the folder itself
@@ -72,11 +73,11 @@ def check(workdir: str) -> None:
     if foreign:
       raise WorkdirError(f'--workdir={workdir}: not a training workdir (it holds {", ".join(foreign[:3])}'
                          f'{", ..." if len(foreign) > 3 else ""}); give a new or empty folder; nothing was changed')
-  if not cli.is_local(workdir):
+  if not outputs.is_local(workdir):
     return  # cloud storage: a prefix, written by the first object
   # Nothing is created here: the checks after this one (the batch against the memory, the checkpoint) may still
   # refuse the run, which must leave no folder behind; the lock makes the folder when training starts.
-  if not cli.can_write_folder(workdir):
+  if not outputs.can_write_folder(workdir):
     raise WorkdirError(f'--workdir={workdir}: cannot be created or written (a file on its path, or a folder '
                        'without write permission)')
 
@@ -148,7 +149,7 @@ def trim_metrics(workdir: str, step: int) -> int:
       keep.append(line)
   if len(keep) == len(lines):
     return 0
-  with cli.atomic_write(p) as f:
+  with outputs.write(p) as f:
     f.write(''.join(l + '\n' for l in keep))
   return len(lines) - len(keep)
 
@@ -173,7 +174,7 @@ class MetricWriter:
     self._path, self._rows = path(workdir, METRICS), None
     if not enabled:
       return
-    if cli.is_local(workdir):
+    if outputs.is_local(workdir):
       self._jsonl = self._path.open('a')
     else:
       self._rows = self._path.read_text().splitlines(keepends=True) if self._path.exists() else []
@@ -281,7 +282,7 @@ def restore_newest(steps, restore: Callable[[int], Any], on_damaged: Callable[[i
   """(step, restore(step)) of the first of `steps` (newest first) whose restore works, else (None, None). A step
   whose restore raises (a checkpoint cut or garbled by a kill or a full disk) is passed to on_damaged(step, error)
   and the one before it tried; errors of the types in `refuse` (a checkpoint of another model) are raised."""
-  cli.drop_closed_loop_reports()  # a damaged checkpoint's read leaves dozens of harmless tracebacks behind
+  drop_closed_loop_reports()  # a damaged checkpoint's read leaves dozens of harmless tracebacks behind
   for step in steps:
     if step is None:
       continue
@@ -292,3 +293,21 @@ def restore_newest(steps, restore: Callable[[int], Any], on_damaged: Callable[[i
     except Exception as e:  # pylint: disable=broad-except  (any damage to a checkpoint's files: use the one before)
       on_damaged(step, e)
   return None, None
+
+
+def drop_closed_loop_reports() -> None:
+  """Hides the 'RuntimeError: Event loop is closed' tracebacks (dozens) that follow a failed checkpoint read: Orbax
+  closes the read's event loop at the first error while tensorstore's other reads are still completing, and their
+  callbacks into the closed loop are reported as unraisable exceptions after the error was handled. Only these
+  reports are dropped (sys.unraisablehook); every other one is shown."""
+  if getattr(sys.unraisablehook, 'drops_closed_loop', False):
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == 'Event loop is closed':
+      return
+    previous(unraisable)
+
+  hook.drops_closed_loop = True
+  sys.unraisablehook = hook

@@ -26,9 +26,9 @@ from typing import Callable, Iterable
 import numpy as np
 
 from difcon_jax import config_base
-from difcon_jax import eval_sets
-from difcon_jax import grid as grid_lib
-from difcon_jax import metrics
+from difcon_jax.evaluation import sets as eval_sets
+from difcon_jax.crystallography import pattern_grid as grid_lib
+from difcon_jax.evaluation import metrics
 
 KINDS = ('simulated', 'measured')
 

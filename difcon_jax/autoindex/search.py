@@ -49,7 +49,7 @@ import time
 
 import numpy as np
 
-from difcon_jax.indexing import merit
+from difcon_jax.autoindex import merit
 
 SYSTEMS = ('cubic', 'tetragonal', 'hexagonal', 'orthorhombic', 'monoclinic')
 # Searched in this order (see `index` for when the search stops).

@@ -16,7 +16,7 @@ import re
 import textwrap
 
 from difcon_jax.crystallography import spacegroups
-from difcon_jax.indexing import search
+from difcon_jax.autoindex import search
 
 TABLE_LIMIT = 20  # up to this many files, predict prints a table per file; beyond, one line
 SHOWN = {'crystal_system': 3, 'extinction_group': 3, 'space_group': 5}  # ranks per head in a table
@@ -95,7 +95,7 @@ def _cell_text(cell) -> str:
 
 
 def index_columns(evidence, network_system: str, combined_system: str) -> dict:
-  """The columns `predict --index` adds to a pattern's row, from its indexing.combine.Evidence: the network's own
+  """The columns `predict --index` adds to a pattern's row, from its autoindex.combine.Evidence: the network's own
   first crystal system, the search's answer, whether they agree (index_status), the cell shown beside the answer
   (the best cell of the answer's metric, else the search's own: a b c alpha beta gamma, volume, M20, unindexed of
   the lines indexed, the indexed lines as '2θ h k l; ...'), and the best cell of every metric system searched."""

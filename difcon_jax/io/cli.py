@@ -5,7 +5,7 @@ is allowed) and exit status 2 before reading or computing anything. Outputs are 
 anything (a refused command line leaves no folder behind), and written atomically, their folders made with them,
 so a run never does its work and then loses it, or leaves half a file.
 Output and workdir paths may be local or in cloud storage (gs://, s3://): every read and write of them goes
-through etils.epath (`path`). Every command parses its flags with `parse_flags`: `--help` exits 0 and lists every
+through etils.epath (`io.outputs.path`). Every command parses its flags with `parse_flags`: `--help` exits 0 and lists every
 flag of the package the command defined (also those defined by helpers here, like --input), a flag may be spelt
 with dashes (--top-k for --top_k; help shows one spelling), and the libraries' log noise is hidden unless
 --verbosity is given.
@@ -17,7 +17,6 @@ import contextlib
 import math
 import os
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
@@ -29,14 +28,6 @@ from difcon_jax.io import outputs
 
 USAGE_ERROR = 2  # exit status of a refused command line
 MAX_WAVELENGTH = 10.0  # Å; laboratory and synchrotron X-rays are 0.1-3 Å
-
-
-is_local = outputs.is_local  # False for cloud storage (gs://bucket/...) and other URIs
-
-
-def path(p) -> epath.Path:
-  """An epath.Path of a local or cloud path; local ones made absolute (Orbax wants absolute paths)."""
-  return epath.Path(os.path.abspath(p) if is_local(p) else p)
 
 
 def define_pattern_input_flags() -> None:
@@ -106,7 +97,7 @@ class Checks:
     created here: io.outputs.write makes the folder with the file)."""
     if path is None or path == '':
       return self.require(allow_none, flag, path, 'a file path')
-    if not is_local(path):
+    if not outputs.is_local(path):
       return self.require(_writable_remote(epath.Path(path).parent), flag, path, 'a path that can be written')
     if os.path.isdir(path):
       return self.require(False, flag, path, 'a file path, not a folder')
@@ -115,7 +106,7 @@ class Checks:
     if outputs.kind(path) == 'other':
       return self.require(False, flag, path, 'a regular file, a character device or a FIFO (not a socket or a '
                           'block device)')
-    return self.require(can_write_folder(os.path.dirname(os.path.abspath(path))), flag, path,
+    return self.require(outputs.can_write_folder(os.path.dirname(os.path.abspath(path))), flag, path,
                         'a file in a folder that exists or can be created, and can be written')
 
   def output_dir(self, flag: str, path: str | None) -> bool:
@@ -123,11 +114,11 @@ class Checks:
     here; the command makes it when it writes, after every check passed)."""
     if not path:
       return self.require(False, flag, path, 'a folder path')
-    if not is_local(path):
+    if not outputs.is_local(path):
       return self.require(_writable_remote(epath.Path(path)), flag, path, 'a folder that can be written')
     if os.path.exists(path) and not os.path.isdir(path):
       return self.require(False, flag, path, 'a folder, not a file')
-    return self.require(can_write_folder(path), flag, path,
+    return self.require(outputs.can_write_folder(path), flag, path,
                         'a folder that exists or can be created, and can be written')
 
   def report(self, program: str) -> bool:
@@ -137,52 +128,12 @@ class Checks:
     return bool(self.errors)
 
 
-def can_write_folder(path: str) -> bool:
-  """Whether a folder at path exists or could be created, and can be written. Nothing is created: the nearest
-  folder that exists is probed (a temporary file made and removed there), so a command refused for another flag
-  leaves no folder behind; the folders are made when the first file is written (io.outputs.write)."""
-  existing = os.path.abspath(path)
-  while not os.path.lexists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):  # a file (or a dangling link) where a folder must be
-    return False
-  try:
-    with tempfile.TemporaryFile(dir=existing):
-      pass
-    return True
-  except OSError:
-    return False
-
-
 def _writable_remote(folder: epath.Path) -> bool:
   """Cloud storage: a path that is not an object (a file); nothing is created before the first write."""
   try:
     return not folder.exists() or folder.is_dir()
   except OSError:
     return False
-
-
-# Every output file goes through io.outputs.write: regular files atomically (a temporary file renamed, never half
-# written), character devices, FIFOs and /dev/stdout-style links as streams (never replaced), cloud paths directly.
-atomic_write = outputs.write
-
-
-def drop_closed_loop_reports() -> None:
-  """Hides the 'RuntimeError: Event loop is closed' tracebacks (dozens) that follow a failed checkpoint read: Orbax
-  closes the read's event loop at the first error while tensorstore's other reads are still completing, and their
-  callbacks into the closed loop are reported as unraisable exceptions after the error was handled. Only these
-  reports are dropped (sys.unraisablehook); every other one is shown."""
-  if getattr(sys.unraisablehook, 'drops_closed_loop', False):
-    return
-  previous = sys.unraisablehook
-
-  def hook(unraisable):
-    if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == 'Event loop is closed':
-      return
-    previous(unraisable)
-
-  hook.drops_closed_loop = True
-  sys.unraisablehook = hook
 
 
 def quiet_broken_pipe() -> None:

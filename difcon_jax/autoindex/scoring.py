@@ -22,11 +22,11 @@ from typing import Iterator
 import numpy as np
 
 from difcon_jax import config_base
-from difcon_jax import grid as grid_lib
-from difcon_jax import metrics
+from difcon_jax.crystallography import pattern_grid as grid_lib
+from difcon_jax.evaluation import metrics
 from difcon_jax.crystallography import spacegroups
-from difcon_jax.indexing import peaks as peaks_lib
-from difcon_jax.indexing import search
+from difcon_jax.autoindex import lines as peaks_lib
+from difcon_jax.autoindex import search
 
 SETS = ('exact', 'equivariance', 'invariance', 'experimental')
 NO_SOLUTION = len(spacegroups.CRYSTAL_SYSTEMS)  # the 8th class of the confusion matrix
@@ -63,7 +63,7 @@ def corpus_items(corpus: str, split: str, which: str, examples: int | None, eval
       tt, _ = peaks_lib.from_peak_list(r['two_theta'], r['intensity'])
       yield Item(f'{split}[{i}]', tt, int(r['crystal_system']), volume[i])
     return
-  from difcon_jax import evaluators  # pylint: disable=g-import-not-at-top  (jax: only the rendered sets need it)
+  from difcon_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top  (jax: only the rendered sets need it)
   config = config_base.paper_config()
   centres = grid_lib.bin_centres(grid_lib.from_config(config))
   data = evaluators.simulated_set(config, which, corpus=corpus, batch_size=batch_size, examples=n, seed=eval_seed,
@@ -78,7 +78,7 @@ def corpus_items(corpus: str, split: str, which: str, examples: int | None, eval
 
 def measured_items(path: str) -> tuple[list[Item], list[dict]]:
   """Observed lines of a measured set (evaluators.measured_set) and the rows of its unusable patterns."""
-  from difcon_jax import evaluators  # pylint: disable=g-import-not-at-top  (jax: only the read sets need it)
+  from difcon_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top  (jax: only the read sets need it)
   config = config_base.paper_config()
   centres = grid_lib.bin_centres(grid_lib.from_config(config))
   x, sgs, names, rows = evaluators.measured_set(config, path)

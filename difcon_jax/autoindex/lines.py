@@ -21,7 +21,7 @@ import numpy as np
 
 from difcon_jax.augment import params as augment_params
 from difcon_jax.crystallography import wavelength as wavelength_lib
-from difcon_jax.indexing import merit
+from difcon_jax.autoindex import merit
 
 # Kα1, Kα2 emission lines, Å (Cu from augment/params.py, which renders the doublet).
 KALPHA = {

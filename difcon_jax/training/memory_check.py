@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difcon_jax.config_checks import ConfigError
+from difcon_jax.training.config_checks import ConfigError
 from difcon_jax.models import resnet1d
 
 

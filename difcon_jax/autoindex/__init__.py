@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from difcon_jax import grid as grid_lib
-from difcon_jax.indexing import peaks
-from difcon_jax.indexing import search
-from difcon_jax.indexing.search import check_system  # noqa: F401
-from difcon_jax.indexing.search import Settings
+from difcon_jax.crystallography import pattern_grid as grid_lib
+from difcon_jax.autoindex import lines as peaks
+from difcon_jax.autoindex import search
+from difcon_jax.autoindex.search import check_system  # noqa: F401
+from difcon_jax.autoindex.search import Settings
 
 
 def check_columns(values: np.ndarray, grid, crystal_system: str, wavelength: float = grid_lib.WAVELENGTH,

@@ -21,9 +21,9 @@ import os
 from matplotlib import ticker
 import numpy as np
 
-from difcon_jax import cli
-from difcon_jax import summary
+from difcon_jax.inference import rows as summary
 from difcon_jax.crystallography import spacegroups
+from difcon_jax.io import outputs
 
 PLOT_COLUMNS = 800  # min/max pairs kept per trace
 MAX_DETAILS = 200  # patterns with a section of their own (plots, bars); the table lists every pattern
@@ -401,6 +401,6 @@ def write(out_dir: str, entries: list[Entry], title: str, model_source: str, tra
   """Writes out_dir/index.html (atomically); returns its path."""
   path = os.path.join(os.fspath(out_dir), 'index.html')
   page = render(entries, title, model_source, training_wavelength, metrics, csv_path, max_details)
-  with cli.atomic_write(path, encoding='utf-8') as f:
+  with outputs.write(path, encoding='utf-8') as f:
     f.write(page)
   return path

@@ -38,8 +38,8 @@ import tqdm
 
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.data import workers as workers_lib
-from difcon_jax.indexing import peaks as peaks_lib
-from difcon_jax.indexing import search
+from difcon_jax.autoindex import lines as peaks_lib
+from difcon_jax.autoindex import search
 
 COMBINATION_FILE = 'combination.json'
 FORMAT = 1

@@ -18,12 +18,12 @@ import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 
-from difcon_jax import metrics
-from difcon_jax import summary
+from difcon_jax.evaluation import metrics
+from difcon_jax.inference import rows as summary
 from difcon_jax.augment import kernel as augment_kernel
 from difcon_jax.augment import params as augment_params
 from difcon_jax.data import input_pipeline
-from difcon_jax.indexing import combine
+from difcon_jax.autoindex import combine
 from difcon_jax.io import labelled
 from difcon_jax.io import measured
 from difcon_jax.models import heads
@@ -148,13 +148,13 @@ def _rank(logits, k):
 
 def rerank(logits: dict, crystal_system_probs: np.ndarray, k: int = TOP_K) -> dict:
   """The ranking of models.heads.rank with other crystal-system probabilities [N, 7] in place of the network's
-  (the combined answer of indexing.combine): {head: (labels [N, k'], probabilities [N, k'])} on the host."""
+  (the combined answer of autoindex.combine): {head: (labels [N, k'], probabilities [N, k'])} on the host."""
   with_cs = {**logits, 'crystal_system': np.log(np.clip(crystal_system_probs, 1e-30, 1.0)).astype(np.float32)}
   return jax.tree.map(np.asarray, jax.device_get(_rank(with_cs, k)))
 
 
 def with_index(preds: Predictions, evidence: list, combination, k: int = TOP_K) -> tuple[Predictions, np.ndarray]:
-  """(preds ranked again with the crystal-system probabilities that indexing.combine makes of the network's and the
+  """(preds ranked again with the crystal-system probabilities that autoindex.combine makes of the network's and the
   search's evidence [N], those probabilities [N, 7]); preds must hold the logits (run(keep_logits=True))."""
   probs = combine.combined_probs(combine.network_probs(preds.logits), evidence, combination)
   return dataclasses.replace(preds, ranked=rerank(preds.logits, probs, k)), probs
@@ -164,7 +164,7 @@ def run(model: Callable, batches: Iterable[Batch], k: int = TOP_K, embeddings: b
         keep_logits: bool = False) -> Predictions:
   """Ranks every pattern of a set: model(x [batch, bins]) -> (logits, aux) (inference.Model, or the trainer's
   jitted apply); k: labels ranked per head; embeddings: keep aux['embedding'] too; keep_logits: the logits too
-  (to rank again with another crystal-system distribution, indexing.combine)."""
+  (to rank again with another crystal-system distribution, autoindex.combine)."""
   names, on_device, counts, labels, kept = [], [], [], [], []
   for b in batches:
     logits, aux = model(b.x)
