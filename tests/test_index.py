@@ -222,7 +222,7 @@ def test_positions_are_refined_between_bins():
 
 
 def test_kalpha2_partners_are_removed_and_kalpha1_lines_moved():
-  k1, k2 = peaks.KALPHA['Cu']
+  k1, k2 = wavelength_lib.KALPHA['Cu']
   d = np.array([3.0, 1.2])  # 29.8° (an unresolved line) and 80.0° (resolved: Kα1 and Kα2 apart by 0.24°)
   low = wavelength_lib.d_to_two_theta(d[0], LAMBDA)
   t1, t2 = wavelength_lib.d_to_two_theta(d[1], k1), wavelength_lib.d_to_two_theta(d[1], k2)
@@ -231,7 +231,7 @@ def test_kalpha2_partners_are_removed_and_kalpha1_lines_moved():
   np.testing.assert_allclose(h, [1.0, 0.8])
   # A Kα1 beam (1.5406 Å) is no anode's weighted Kα: nothing is stripped.
   assert peaks.doublet(wavelength_lib.CU_KA1) is None
-  assert peaks.doublet(wavelength_lib.ANODES['Mo']) == peaks.KALPHA['Mo']
+  assert peaks.doublet(wavelength_lib.ANODES['Mo']) == wavelength_lib.KALPHA['Mo']
 
 
 def test_peak_list_lines_merge_what_one_measurement_cannot_resolve():

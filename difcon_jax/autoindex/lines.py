@@ -10,28 +10,17 @@ Kα2 (`strip_kalpha2`): a laboratory tube's Kα2 line sits at Q·(λ2/λ1)² for
 half as strong, and is resolved from Kα1 above some 2θ. A line found there, 0.25-0.85 times as strong as the line
 below it, is taken for that line's Kα2 and removed, and the Kα1 line's position is moved to the weighted Kα
 wavelength the pattern is read at (the unresolved lines at low angle already sit there). Doublets are known for
-the anodes of wavelength.ANODES (Kα1, Kα2: Bearden 1967, Rev. Mod. Phys. 39, 78, as tabulated in pymatgen's
-XRDCalculator); a wavelength that is no anode's weighted Kα (a monochromated Kα1 beam, synchrotron light) gets no
-stripping.
+the anodes of wavelength.ANODES (wavelength.KALPHA); a wavelength that is no anode's weighted Kα (a monochromated
+Kα1 beam, synchrotron light) gets no stripping.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from difcon_jax.augment import params as augment_params
 from difcon_jax.crystallography import wavelength as wavelength_lib
 from difcon_jax.autoindex import merit
 
-# Kα1, Kα2 emission lines, Å (Cu from augment/params.py, which renders the doublet).
-KALPHA = {
-    'Cu': (augment_params.CU_KALPHA1, augment_params.CU_KALPHA2),
-    'Mo': (0.70930, 0.71359),
-    'Co': (1.78896, 1.79285),
-    'Fe': (1.93604, 1.93998),
-    'Cr': (2.28970, 2.29361),
-    'Ag': (0.559421, 0.563813),
-}
 KALPHA2_HEIGHT = (0.25, 0.85)  # Kα2 / Kα1 peak height accepted as a doublet (about 0.5; more on Kα1's flank)
 MIN_HEIGHT = 0.01  # share of the strongest peak
 NOISE_FACTOR = 6.0  # peaks lower than this many noise standard deviations are not picked
@@ -47,7 +36,7 @@ def doublet(wavelength: float | None, rtol: float = 3e-4) -> tuple[float, float]
     return None
   for anode, weighted in wavelength_lib.ANODES.items():
     if abs(wavelength - weighted) <= rtol * weighted:
-      return KALPHA[anode]
+      return wavelength_lib.KALPHA[anode]
   return None
 
 

@@ -19,6 +19,16 @@ ANODES = {
     'Cr': 2.2909,
     'Ag': 0.5609,
 }
+# Kα1, Kα2 emission lines of each anode, Å (Bearden 1967, as tabulated in pymatgen's XRDCalculator): the doublets
+# the indexing search strips (autoindex/lines.py).
+KALPHA = {
+    'Cu': (CU_KA1, CU_KA2),
+    'Mo': (0.70930, 0.71359),
+    'Co': (1.78896, 1.79285),
+    'Fe': (1.93604, 1.93998),
+    'Cr': (2.28970, 2.29361),
+    'Ag': (0.559421, 0.563813),
+}
 
 
 def anode_wavelength(anode: str) -> float:
