@@ -10,6 +10,11 @@ from difcon_jax.crystallography import spacegroups
 from difcon_jax.data import build
 from difcon_jax.data import corpus
 from conftest import STRUCTURES
+import signal
+import time
+
+from difcon_jax.io import folder_lock
+import input_helpers
 
 
 @pytest.fixture(scope='module')
@@ -145,3 +150,100 @@ def test_merge_keeps_every_record_and_its_split(tmp_path):
   with pytest.raises(ValueError, match='different settings'):
     build.merge([str(tmp_path / 'a'), str(tmp_path / 'short')], str(tmp_path / 'bad'), progress=False)
   assert not os.path.exists(tmp_path / 'bad' / 'build_report.json')
+
+
+def test_build_skips_bad_files_whatever_the_workers(tmp_path):
+  cifs = tmp_path / 'cifs'
+  cifs.mkdir()
+  rng = np.random.default_rng(4)
+  bad = {}
+  for k, (cell, _) in enumerate(input_helpers.bad_cells(rng)[::3]):
+    bad[f'cell{k}.cif'] = input_helpers.cif(cell)
+  for k, v in enumerate(['?', '.', '1e400']):
+    bad[f'coord{k}.cif'] = input_helpers.cif(x=v)
+  bad['huge.cif'] = input_helpers.cif(('200', '200', '200', '90', '90', '90'))
+  for name, text in bad.items():
+    (cifs / name).write_text(text)
+  for name in ('nacl.cif', 'si.cif'):
+    shutil.copy(STRUCTURES / name, cifs / name)
+  for n_workers in (1, 2):
+    report = build.build(str(cifs), str(tmp_path / f'out{n_workers}'), workers=n_workers, progress=False)
+    assert sorted(s['source_id'] for s in report['skipped']) == sorted(bad)
+    assert all(s['reason'].startswith(str(cifs / s['source_id'])) for s in report['skipped'])
+    assert sum(report['written'].values()) == 2
+
+
+def test_build_bounds_the_memory_of_one_structure(tmp_path):
+  """A cell inside the reflection bound but with many atoms, under a small memory cap: its row, not the end."""
+  cifs = tmp_path / 'cifs'
+  cifs.mkdir()
+  rng = np.random.default_rng(5)
+  atoms = [f'O{i} O {x:.4f} {y:.4f} {z:.4f}' for i, (x, y, z) in enumerate(rng.uniform(0, 1, (3000, 3)))]
+  (cifs / 'big.cif').write_text(input_helpers.cif(('40', '41', '42', '90', '90', '90'), hm='P 1', atoms=atoms))
+  shutil.copy(STRUCTURES / 'si.cif', cifs / 'si.cif')
+  report = build.build(str(cifs), str(tmp_path / 'out'), workers=1, progress=False, memory_limit=40 << 20,
+                       on_mismatch='keep')
+  assert [s['source_id'] for s in report['skipped']] == ['big.cif']
+  assert report['written']['train'] + report['written']['test'] == 1
+
+
+def test_a_rebuild_killed_half_way_leaves_the_old_corpus(tmp_path, monkeypatch):
+  cifs, out = input_helpers.cifs(tmp_path), tmp_path / 'out'
+  first = build.build(str(cifs), str(out), workers=1, progress=False, test_fraction=0.5)
+  files = lambda: {p: (out / p).read_bytes() for p in ('build_report.json',)} | {
+      n: open(os.path.join(first['dataset'], n), 'rb').read() for n in sorted(os.listdir(first['dataset']))}
+  before = files()
+  real = corpus.write
+
+  def killed(records, spec, folder):
+    real(records, spec, folder)
+    raise KeyboardInterrupt  # killed once the new records are written, before the swap
+  monkeypatch.setattr(corpus, 'write', killed)
+  with pytest.raises(KeyboardInterrupt):
+    build.build(str(cifs), str(out), workers=1, progress=False, test_fraction=0.9)
+  assert files() == before
+  assert sum(corpus.splits(str(out)).values()) == sum(first['written'].values())
+
+
+def test_a_swap_stopped_between_its_steps_is_finished_or_undone(tmp_path):
+  """Every point where a kill can stop the swap: recover() leaves a corpus and the report that describes it."""
+  cifs = input_helpers.cifs(tmp_path)
+  reports = {}
+  for name, fraction in (('old', 0.0), ('new', 0.99)):
+    reports[name] = build.build(str(cifs), str(tmp_path / name), workers=1, progress=False, test_fraction=fraction)
+  target = lambda out: out / corpus.NAME / corpus.VERSION
+  for stop in range(4):  # after 0-3 of the swap's four renames
+    out = tmp_path / f'out{stop}'
+    shutil.copytree(tmp_path / 'old', out)
+    staging = out / '.building-x'
+    shutil.copytree(target(tmp_path / 'new'), staging / corpus.NAME / corpus.VERSION)
+    shutil.copy(tmp_path / 'new' / 'build_report.json', staging / 'build_report.json')
+    moves = [(out / 'build_report.json', out / '.previous' / 'build_report.json'),
+             (target(out), out / '.previous' / 'dataset'),
+             (staging / corpus.NAME / corpus.VERSION, target(out)),
+             (staging / 'build_report.json', out / 'build_report.json')]
+    (out / '.previous').mkdir()
+    for a, b in moves[:stop]:
+      os.rename(a, b)
+    build.recover(str(out))
+    described = json.loads((out / 'build_report.json').read_text())['written']
+    assert corpus.splits(str(out)) == {k: v for k, v in described.items() if v}, stop
+    assert sorted(os.listdir(out)) == ['build_report.json', corpus.NAME], stop
+
+
+def test_two_builds_into_one_folder(tmp_path):
+  cifs, out = input_helpers.cifs(tmp_path, ('nacl.cif', 'si.cif')), tmp_path / 'out'
+  out.mkdir()
+  holder = input_helpers.hold_lock(out, build.LOCK, 'a corpus build')
+  try:
+    start = time.time()
+    with pytest.raises(folder_lock.LockedError, match=f'pid {holder.pid}'):
+      build.build(str(cifs), str(out), workers=1, progress=False)
+    assert not os.path.exists(out / 'build_report.json')
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+  # The dead build's lock file is still there: taken over, not held forever.
+  assert os.path.exists(out / build.LOCK)
+  report = build.build(str(cifs), str(out), workers=1, progress=False)
+  assert sum(report['written'].values()) == 2 and not os.path.exists(out / build.LOCK)

@@ -12,6 +12,8 @@ import pytest
 from difcon_jax import hand
 
 import train_helpers
+from difcon_jax import sweeps
+import input_helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -141,3 +143,50 @@ def test_paper_ablation_and_launch_dry_runs():
   tpu = subprocess.run(['bash', 'launch/tpu_vm.sh', 'configs/difcon_barlow.py', 'gs://b/r'], capture_output=True,
                        text=True, cwd=ROOT, env=dict(os.environ, DRY_RUN='1', TPU='t', ZONE='z'))
   assert tpu.returncode == 0 and '--worker=all' in tpu.stdout
+
+
+def _sweep_file(tmp_path, name, runs):
+  path = tmp_path / name
+  path.write_text(f'def get_sweep():\n  return {runs!r}\n')
+  return path
+
+
+def test_evaluate_refused_leaves_no_folders_and_refuses_ignored_flags(tmp_path):
+  npz = tmp_path / 'set.npz'
+  npz.write_bytes(b'')
+  run = input_helpers.run('-m', 'difcon_jax.evaluate', '--set=experimental', f'--data={npz}', f'--labels={tmp_path / "l.csv"}',
+             f'--corpus={tmp_path}', f'--out={tmp_path / "out"}', f'--report={tmp_path / "report"}')
+  err = input_helpers.refused(run)
+  assert '--labels=' in err and 'an .npz holds its own labels' in err  # 10: not silently ignored
+  assert '--corpus=' in err and 'only with a simulated set' in err
+  assert not (tmp_path / 'out').exists() and not (tmp_path / 'report').exists()
+
+
+def test_sweep_runs_that_share_a_folder_are_refused_before_anything(tmp_path):
+  quick = 'configs/quickstart.py'
+  clash = _sweep_file(tmp_path, 'clash.py', [{'name': 'a b', 'config': quick}, {'name': 'a_b', 'config': quick}])
+  with pytest.raises(sweeps.SweepError, match="'a b' and 'a_b'"):
+    sweeps.load(str(clash))
+  lines = sweeps.clashes(['Run', 'run', 'x.log', 'x', 'results.md', 'fine'])
+  assert len(lines) == 3 and "'Run' and 'run'" in lines[0] and "'x.log' and 'x'" in lines[1]
+  assert "'results.md'" in lines[2]
+  with pytest.raises(sweeps.SweepError, match='no runs'):
+    sweeps.load(str(_sweep_file(tmp_path, 'empty.py', [])))
+
+
+def test_sweep_launcher_checks_before_running(tmp_path):
+  quick = 'configs/quickstart.py'
+  clash = _sweep_file(tmp_path, 'clash.py', [{'name': 'a b', 'config': quick}, {'name': 'a_b', 'config': quick}])
+  root = tmp_path / 'root'
+  err = input_helpers.refused(input_helpers.run('launch/sweep.py', f'--sweep={clash}', f'--root={root}'))
+  assert "'a b' and 'a_b'" in err and not root.exists()
+  ok = _sweep_file(tmp_path, 'ok.py', [{'name': 'a', 'config': quick}, {'name': 'b', 'config': quick}])
+  err = input_helpers.refused(input_helpers.run('launch/sweep.py', f'--sweep={ok}', f'--root={root}', '--only=zzz', '--parallel=0',
+                      f'--results_csv={root / "results.csv"}', f'--results_md={ok}', '--set=nokey'))
+  for flag in ('only', 'parallel', 'results_csv', 'results_md', 'set'):
+    assert f'--{flag}=' in err
+  assert not root.exists() and ok.read_text().startswith('def get_sweep')
+  err = input_helpers.refused(input_helpers.run('launch/sweep.py', f'--sweep={tmp_path / "missing.py"}', f'--root={root}'))
+  assert '--sweep=' in err
+  dry = input_helpers.run('launch/sweep.py', f'--sweep={ok}', f'--root={root}', '--dry_run')
+  assert dry.returncode == 0 and 'difcon_jax.train' in dry.stdout and not root.exists()

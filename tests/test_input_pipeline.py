@@ -103,3 +103,10 @@ def test_fields_asked_for_optional_ones_only_where_the_corpus_has_them(corpus_pa
   with pytest.raises(ValueError, match='has no field texture'):
     monkeypatch.setattr(input_pipeline, 'OPTIONAL_FIELDS', ('hkl', 'cell'))
     input_pipeline.PeakBatches(corpus_path, 'train', 8, fields=('two_theta', 'texture'))
+
+
+def test_a_prefetch_depth_of_zero_is_refused():
+  from difcon_jax.data import input_pipeline
+  batches = object.__new__(input_pipeline.PeakBatches)
+  with pytest.raises(ValueError, match='at least 1'):
+    next(input_pipeline.PeakBatches.prefetch(batches, 0, depth=0))

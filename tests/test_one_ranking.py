@@ -18,6 +18,7 @@ from difcon_jax.crystallography import structure
 from difcon_jax.models import heads
 from conftest import STRUCTURES
 import ranking_helpers
+from difcon_jax.inference import rows as summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Structures of tests/data with the space group their CIF states.
@@ -185,3 +186,29 @@ def test_evaluate_rows_are_predict_rows(measured_folder, tmp_path):
   # The ranking keeps the predicted system first.
   assert m['space_group_outside_predicted_crystal_system'] == m['extinction_group_outside_predicted_crystal_system'] \
       == 0.0
+
+
+def test_garbage_logits_still_rank_real_labels():
+  from difcon_jax.evaluation import sets as eval_sets
+  from difcon_jax.evaluation import metrics
+  from difcon_jax.models import heads
+  from difcon_jax.crystallography import spacegroups
+  rng = np.random.default_rng(2)
+  n = 6
+  for fill in (np.nan, np.inf, -np.inf, 3e38, 'mixed'):
+    def head(size):
+      if fill == 'mixed':
+        return rng.choice([np.nan, np.inf, -np.inf, 1e38, -1e38, 0.5], (n, size)).astype(np.float32)
+      return np.full((n, size), fill, np.float32)
+    logits = {'crystal_system': head(7), 'extinction_group': head(spacegroups.num_extinction_groups()),
+              'space_group': [head(s) for s in heads.HEAD_SIZES]}
+    ranked = heads.rank(logits, 5)
+    sg = np.asarray(ranked['space_group'][0])
+    assert sg.min() >= 1 and sg.max() <= 230, (fill, sg)
+    assert all(len(set(row)) == 5 for row in sg), (fill, sg)
+    assert np.all(np.asarray(ranking_helpers.top1_labels(logits)['space_group']) >= 1)
+    batch = eval_sets.Batch(np.zeros((n, 10), np.float32), [f'p{i}' for i in range(n)],
+                            metrics.labels_of_space_groups(rng.integers(1, 231, n)), n)
+    m, preds = eval_sets.evaluate(lambda x: (logits, {}), [batch])
+    assert m['examples'] == n and 0 <= m['space_group_top5'] <= 1
+    summary.prediction_columns(preds.ranked, 0, 5)

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 from conftest import STRUCTURES
+import input_helpers
 
 
 def _run(*args):
@@ -35,3 +36,13 @@ def test_table_and_anode():
   assert 'Fd-3m (227)' in out.stdout and 'λ = 0.7107' in out.stdout
   rows = [l for l in out.stdout.splitlines() if l and not l.startswith('#') and not l.lstrip().startswith('2theta')]
   assert float(rows[0].split()[0]) < 14  # Si 111 moves from 28.4° (Cu) to about 13° (Mo)
+
+
+def test_peaks_into_a_closed_pipe_ends_quietly():
+  files = sorted(STRUCTURES.glob('*.cif'))
+  proc = subprocess.Popen([sys.executable, '-m', 'difcon_jax.peaks', *map(str, files)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, cwd=input_helpers.ROOT)
+  proc.stdout.readline()
+  proc.stdout.close()  # `| head -1`
+  err = proc.stderr.read().decode()
+  assert proc.wait(timeout=120) in (0, 1) and 'Traceback' not in err and 'BrokenPipe' not in err, err

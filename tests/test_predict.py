@@ -17,6 +17,11 @@ from difcon_jax.crystallography import structure
 from difcon_jax.io import measured
 from difcon_jax.io import patterns
 from difcon_jax.models import heads
+from difcon_jax.io import cli
+from difcon_jax.io import outputs
+
+from conftest import STRUCTURES
+import input_helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, 'examples', 'quartz_mo.xy')
@@ -159,3 +164,66 @@ def test_prediction_on_eight_devices_matches_one(trained, tmp_path):
     assert run.returncode == 0 and run.stdout.strip().endswith(str(n)), run.stderr[-1500:]
     outs[n] = np.load(tmp_path / f'{n}.npy')
   np.testing.assert_allclose(outs[8], outs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_prediction_flags_and_outputs_are_checked_first(tmp_path):
+  rng = np.random.default_rng(13)
+  for top_k in (0, 231, int(rng.integers(232, 10_000))):
+    out = input_helpers.refused(input_helpers.run('-m', 'difcon_jax.predict', '--checkpoint=nowhere', f'--top_k={top_k}', '--batch_size=0',
+                           '--wavelength=-1', f'--output={tmp_path}', tmp_path / 'x.xy'))
+    for flag in ('top_k', 'batch_size', 'wavelength', 'output'):
+      assert f'--{flag}=' in out
+  out = input_helpers.refused(input_helpers.run('-m', 'difcon_jax.evaluate', '--checkpoint=nowhere', '--batch_size=0',
+                         '--set=experimental', '--figure_structures=-2'))
+  for flag in ('checkpoint', 'batch_size', 'data', 'figure_structures'):
+    assert f'--{flag}=' in out
+
+
+def test_predict_never_overwrites_its_input(tmp_path):
+  rng = np.random.default_rng(0)
+  data = tmp_path / 'q.xy'
+  data.write_text(input_helpers.pattern_text(rng)[2])
+  before = data.read_bytes()
+  for extra in ([f'--output={data}'], [f'--output={tmp_path / "p.csv"}', f'--embeddings={data}'],
+                [f'--output={tmp_path / "x"}', f'--embeddings={tmp_path / "x"}']):
+    run = input_helpers.run('-m', 'difcon_jax.predict', f'--input={data}', *extra)
+    lines = input_helpers.error_lines(run)
+    assert len(lines) == 1 and ('input' in lines[0] or 'same file' in lines[0]), run.stderr[-1000:]
+    assert data.read_bytes() == before and not (tmp_path / 'x').exists()
+
+
+def test_anode_and_wavelength_together_are_refused():
+  c = cli.Checks()
+  assert c.wavelength(0.7107, 'Cu') is None and len(c.errors) == 1 and 'not both' in c.errors[0]
+  c = cli.Checks()
+  assert c.wavelength(1.5406, 'Mo', wavelength_given=False) == pytest.approx(0.7107) and not c.errors
+  run = input_helpers.run('-m', 'difcon_jax.peaks', STRUCTURES / 'nacl.cif', '--anode=Cu', '--wavelength=0.7107')
+  assert len(input_helpers.error_lines(run)) == 1 and 'not both' in run.stderr
+
+
+def test_a_file_name_that_is_not_utf8_keeps_every_row(tmp_path):
+  good = tmp_path / 'good.xy'
+  good.write_text(input_helpers.pattern_lines())
+  bad = os.path.join(os.fsencode(tmp_path), b'bad\xff.xy')
+  with open(bad, 'w') as f:
+    f.write(input_helpers.pattern_lines())
+  from difcon_jax.crystallography import pattern_grid as grid_lib
+  names = [str(good), os.fsdecode(bad)]
+  records = [measured.load(n, grid_lib.config(2000), None) for n in names]
+  assert all(r.ok for r in records)
+  rows = [{'file': r.name, 'status': 'ok', 'warning': '; '.join(r.warnings)} for r in records]
+  outputs.write_rows(tmp_path / 'p.csv', rows)
+  text = (tmp_path / 'p.csv').read_text(encoding='utf-8')
+  assert 'good.xy' in text and 'bad\\xff.xy' in text
+
+
+def test_a_flag_against_the_files_wavelength_is_said_naming_both(tmp_path):
+  from difcon_jax.crystallography import pattern_grid as grid_lib
+  path = tmp_path / 'mo.xy'
+  path.write_text('# Wavelength: 0.7107\n' + input_helpers.pattern_lines(tt=np.linspace(5, 40, 400)))
+  m = measured.load(str(path), grid_lib.config(2000), 1.5418)
+  assert m.ok and m.file_wavelength == pytest.approx(0.7107) and m.wavelength == pytest.approx(1.5418)
+  assert '0.7107' in m.wavelength_conflict and '1.5418' in m.wavelength_conflict
+  assert m.wavelength_conflict in m.warnings
+  assert measured.load(str(path), grid_lib.config(2000), 0.7093).wavelength_conflict == ''  # Kα1 of the same anode
+  assert measured.load(str(path), grid_lib.config(2000), None).wavelength_conflict == ''

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from difcon_jax import similarity
+import input_helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,3 +70,11 @@ def test_command_side_by_side(tiny_corpus, tiny_workdir, tmp_path):
   assert meta['models'][0]['within'] == meta['models'][1]['within']
   assert 0 <= meta['models'][0]['retrieval_top1'] <= 1
   assert 'retrieval top-1' in run.stdout
+
+
+def test_similarity_checks_flags_and_refuses_one_file_for_two_outputs(tmp_path):
+  err = input_helpers.refused(input_helpers.run('-m', 'difcon_jax.similarity', f'--corpus={tmp_path / "nope"}', '--views=1',
+                      f'--out={tmp_path / "fig.json"}', f'--checkpoint={tmp_path}'))
+  for flag in ('corpus', 'views', 'checkpoint'):
+    assert f'--{flag}=' in err
+  assert 'the same file' in err and not (tmp_path / 'fig.json').exists()

@@ -6,6 +6,12 @@ import pytest
 
 from difcon_jax.crystallography import structure as structure_lib
 from conftest import STRUCTURES
+import json
+import types
+
+from difcon_jax.crystallography import diffraction
+from difcon_jax.data import build
+import input_helpers
 
 
 def test_expansion_counts():
@@ -71,3 +77,66 @@ def test_bad_files_name_the_file_and_the_problem(tmp_path, content, message):
 def test_missing_file(tmp_path):
   with pytest.raises(structure_lib.StructureError, match='missing.cif'):
     structure_lib.read_structure(tmp_path / 'missing.cif')
+
+
+def test_bad_cells_are_refused_with_the_file_and_the_reason(tmp_path):
+  rng = np.random.default_rng(0)
+  for k, (cell, words) in enumerate(input_helpers.bad_cells(rng)):
+    path = tmp_path / f'c{k}.cif'
+    path.write_text(input_helpers.cif(cell))
+    with pytest.raises(structure_lib.StructureError) as e:
+      structure_lib.read_structure(path)
+    assert str(e.value).startswith(str(path)) and 'invalid unit cell' in str(e.value), (cell, e.value)
+    assert words in str(e.value), (cell, e.value)
+
+
+def test_validate_catches_what_spglib_would_crash_on():
+  s, _ = structure_lib.read_structure(STRUCTURES / 'nacl.cif')
+  rng = np.random.default_rng(1)
+  for value in (np.nan, np.inf, -np.inf):
+    for field in ('fract', 'occupancy', 'beta'):
+      arr = getattr(s, field).copy()
+      arr.reshape(len(arr), -1)[rng.integers(len(arr)), 0] = value
+      bad = types.SimpleNamespace(**{**s.__dict__, field: arr})
+      with pytest.raises(structure_lib.StructureError, match='not a finite number'):
+        structure_lib.validate(bad, 'x.cif')
+      with pytest.raises(structure_lib.StructureError):  # the symmetry check validates first
+        structure_lib.check_space_group(bad)
+
+
+def test_bad_coordinates_are_error_rows_not_segfaults(tmp_path):
+  """NaN coordinates segfault spglib: they must be refused first (and a crash would still be one row)."""
+  rng = np.random.default_rng(2)
+  values = ['?', '.', '1e400', '-1e999', 'nan', 'inf'] + [f'{rng.uniform(-1, 1):.3f}x' for _ in range(2)]
+  files = []
+  for k, v in enumerate(values):
+    files.append(tmp_path / f'x{k}.cif')
+    files[-1].write_text(input_helpers.cif(x=v))
+  files.insert(3, STRUCTURES / 'nacl.cif')
+  run = input_helpers.run('-m', 'difcon_jax.peaks', *files, '--format=jsonl', '--workers=2')
+  assert run.returncode == 1 and 'Traceback' not in run.stderr
+  rows = [json.loads(l) for l in run.stdout.splitlines()]
+  assert [r['file'] for r in rows] == list(map(str, files))
+  for f, r in zip(files, rows):
+    if f.name == 'nacl.cif':
+      assert r['space_group'] == 225
+    else:
+      assert r['error'].startswith(str(f)) and 'not a finite number' in r['error'], r
+
+
+def test_huge_cells_are_refused_before_allocating():
+  s, _ = structure_lib.read_structure(STRUCTURES / 'nacl.cif')
+  for a in (150.0, 200.0, 999.0):
+    big = types.SimpleNamespace(**{**s.__dict__, 'cell': (a, a, a, 90.0, 90.0, 90.0)})
+    with pytest.raises(ValueError, match='reflections'):
+      diffraction.peak_list(big, 1.5418, 0, 120)
+
+
+def test_several_data_blocks_are_said(tmp_path):
+  for n in (2, 3, 7):
+    path = tmp_path / f'b{n}.cif'
+    path.write_text(''.join(input_helpers.cif(name=f'blk{i}', cell=(f'{4 + i}',) * 3 + ('90',) * 3) for i in range(n)))
+    s, _ = structure_lib.read_structure(path)
+    assert s.name == 'blk0' and len(s.notes) == 1 and f'{n} data blocks' in s.notes[0]
+    rec = build.make_record(str(path), str(tmp_path), build.corpus.CorpusSpec())
+    assert 'error' not in rec and any('data blocks' in n for n in rec['notes'])

@@ -21,6 +21,7 @@ from difcon_jax.data import corpus
 from difcon_jax.data import elements
 from difcon_jax.data import bundled_sample as sample
 from difcon_jax.data import synthetic
+import input_helpers
 
 needs_pyxtal = pytest.mark.skipif(not synthetic.pyxtal_available(), reason='pyxtal (the Wyckoff tables) missing')
 
@@ -243,3 +244,15 @@ def test_a_corpus_beyond_the_writers_memory_buffer_needs_no_tensorflow(monkeypat
   report = build.build_synthetic(20, str(tmp_path / 'c'), seed=1, workers=1, progress=False)
   assert sum(report['written'].values()) == 20
   assert len(corpus.load_arrays(str(tmp_path / 'c'), 'train')['two_theta']) == report['written']['train']
+
+
+def test_synthetic_refuses_a_file_and_a_folder_of_another_run(tmp_path):
+  (tmp_path / 'afile').write_text('x')
+  assert '--out=' in input_helpers.refused(input_helpers.run('-m', 'difcon_jax.data.synthetic', f'--out={tmp_path / "afile"}', '--count=1',
+                                   '--workers=1'))
+  held = tmp_path / 'cifs'
+  held.mkdir()
+  (held / 'sg225_000000.cif.gz').write_bytes(b'another seed')
+  assert 'sg225_000000.cif.gz' in input_helpers.refused(input_helpers.run('-m', 'difcon_jax.data.synthetic', f'--out={held}', '--count=1',
+                                                 '--workers=1'))
+  assert (held / 'sg225_000000.cif.gz').read_bytes() == b'another seed'
