@@ -82,7 +82,7 @@ def cifs(tmp_path, names=('nacl.cif', 'si.cif', 'cscl.cif', 'caf2.cif')):
 
 def hold_lock(folder, name, what):
   """A process that takes the lock and waits; returns it once the lock is held."""
-  proc = subprocess.Popen([sys.executable, '-c', 'import sys, time; from difcon_jax import folder_lock; '
+  proc = subprocess.Popen([sys.executable, '-c', 'import sys, time; from difcon_jax.io import folder_lock; '
                            f'l = folder_lock.acquire({str(folder)!r}, {name!r}, {what!r}); print("held", flush=True); '
                            'time.sleep(120)'], stdout=subprocess.PIPE, text=True, cwd=ROOT)
   assert proc.stdout.readline().strip() == 'held'

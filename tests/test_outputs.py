@@ -93,7 +93,7 @@ def test_outputs_into_fifos_and_descriptors_are_streams(tmp_path):
   # The /dev/stdout idiom: a link to /proc/self/fd/1 is written through, never replaced by a file.
   link = tmp_path / 'stdout.csv'
   os.symlink('/proc/self/fd/1', link)
-  run = input_helpers.run('-c', f'from difcon_jax import cli\nwith outputs.write({str(link)!r}) as f: f.write("through\\n")')
+  run = input_helpers.run('-c', f'from difcon_jax.io import outputs\nwith outputs.write({str(link)!r}) as f: f.write("through\\n")')
   assert run.returncode == 0 and run.stdout == 'through\n', run.stderr[-1000:]
   assert os.path.islink(link)
   try:  # a character device (as /dev/null) stays one; needs the right to make device nodes

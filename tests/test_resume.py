@@ -118,7 +118,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path):
 def test_late_reports_of_a_failed_checkpoint_read_are_dropped():
   """Orbax closes its event loop at a read's first error; tensorstore's other reads then report 'Event loop is
   closed' as unraisable exceptions, dozens of tracebacks after the error was handled. Only those are dropped."""
-  code = ('import sys\nfrom difcon_jax import cli\ncli.drop_closed_loop_reports()\n'
+  code = ('import sys\nfrom difcon_jax.io import workdir\nworkdir.drop_closed_loop_reports()\n'
           'class Late:\n  def __del__(self):\n    raise RuntimeError(sys.argv[1])\n'
           'for _ in range(5):\n  Late()\n')
   dropped = input_helpers.run('-c', code, 'Event loop is closed')
