@@ -46,6 +46,7 @@ from difcon_jax.autoindex import scoring as evaluation
 from difcon_jax.autoindex import lines as peaks_lib
 from difcon_jax.autoindex import search
 from difcon_jax.io import measured
+from difcon_jax.io import inputs as inputs_lib
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
 
@@ -273,7 +274,7 @@ def main(argv):
   inputs = cli.pattern_inputs(argv)
   if not inputs:
     raise app.UsageError('give pattern files with --input (or as arguments)')
-  paths = patterns_lib.expand_inputs(inputs)
+  paths = inputs_lib.expand_inputs(inputs)
   if not paths:
     print(f'error: no pattern files in {inputs}', file=sys.stderr)
     return cli.USAGE_ERROR

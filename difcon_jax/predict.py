@@ -42,6 +42,7 @@ from difcon_jax.inference import rows as summary
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.autoindex import combine
 from difcon_jax.io import measured
+from difcon_jax.io import inputs as inputs_lib
 from difcon_jax.io import outputs
 from difcon_jax.io import patterns as patterns_lib
 
@@ -172,7 +173,7 @@ def main(argv):
   ok, wl = check_flags()
   if not ok:
     return cli.USAGE_ERROR
-  found = patterns_lib.find_inputs(inputs)
+  found = inputs_lib.find_inputs(inputs)
   for line in found.skipped:  # no file is passed over without a word
     print(f'skipped {outputs.escape(line)}', file=sys.stderr)
   paths = found.paths

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from difcon_jax.io import inputs
 from difcon_jax.io import patterns
 import codecs
 import json
@@ -132,9 +133,9 @@ def test_expand_inputs(tmp_path):
   (tmp_path / 'sub').mkdir()
   for n in ('a.xy', 'sub/b.xrdml', 'sub/c.csv', 'notes.md'):
     (tmp_path / n).write_text('x')
-  found = patterns.expand_inputs([str(tmp_path)])
+  found = inputs.expand_inputs([str(tmp_path)])
   assert [p.split('/')[-1] for p in found] == ['a.xy', 'b.xrdml', 'c.csv']
-  assert patterns.expand_inputs([str(tmp_path / 'sub' / '*.csv')]) == [str(tmp_path / 'sub' / 'c.csv')]
+  assert inputs.expand_inputs([str(tmp_path / 'sub' / '*.csv')]) == [str(tmp_path / 'sub' / 'c.csv')]
 
 
 def _random_xy(rng, n=300):
@@ -415,8 +416,8 @@ def test_globs_and_folders_cut_loops_and_list_each_file_once(tmp_path):
     (data / n).write_text('x')
   os.symlink('.', data / 'self')
   os.symlink('..', data / 'sub' / 'up')
-  code = ('import json, sys; from difcon_jax.io import patterns; '
-          'print(json.dumps([patterns.expand_inputs([a]) for a in sys.argv[1:]]))')
+  code = ('import json, sys; from difcon_jax.io import inputs; '
+          'print(json.dumps([inputs.expand_inputs([a]) for a in sys.argv[1:]]))')
   run = input_helpers.run('-c', code, str(data / '**' / '*.xy'), str(data), timeout=60)
   assert run.returncode == 0, run.stderr[-1000:]
   for found in json.loads(run.stdout):
@@ -428,7 +429,7 @@ def test_fifos_in_an_input_folder_are_refused_unopened(tmp_path):
   (tmp_path / 'good.xy').write_text(input_helpers.pattern_text(rng)[2])
   fifo = tmp_path / 'pipe.xy'
   os.mkfifo(fifo)
-  found = patterns.expand_inputs([str(tmp_path)])
+  found = inputs.expand_inputs([str(tmp_path)])
   assert sorted(os.path.basename(p) for p in found) == ['good.xy', 'pipe.xy']
   results = {}
 
@@ -507,7 +508,7 @@ def test_the_input_finder_says_what_it_passed_over(tmp_path):
   (folder / 'notes.docx').write_bytes(b'x')
   (folder / '.DS_Store').write_bytes(b'x')
   (tmp_path / 'empty').mkdir()
-  found = patterns.find_inputs([str(folder), str(tmp_path / 'empty'), str(tmp_path / 'z*.xy')])
+  found = inputs.find_inputs([str(folder), str(tmp_path / 'empty'), str(tmp_path / 'z*.xy')])
   assert found.paths == [str(folder / 'a.xy')]
   said = '\n'.join(found.skipped)
   assert 'noext: no suffix' in said and 'notes.docx' in said and '.DS_Store' not in said
