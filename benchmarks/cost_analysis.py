@@ -11,7 +11,6 @@ accelerator run is judged against this bound (docs/benchmarks.md). Nothing is al
 """
 
 import functools
-import importlib.util
 import json
 import os
 import sys
@@ -23,19 +22,14 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
-_CONFIG = flags.DEFINE_string('config_file', 'configs/difcon_barlow.py', 'Config file.')
+import xla_cost  # pylint: disable=g-import-not-at-top  (beside this file)
+
 _BATCH = flags.DEFINE_integer('batch', 256, 'Global batch for the analysis.')
 _PEAKS = flags.DEFINE_integer('peaks', 512, 'Peak slots per example.')
-_PEAK_FLOPS = flags.DEFINE_float('peak_tflops', 989.0, 'Accelerator dense TFLOP/s at the network precision.')
-_BANDWIDTH = flags.DEFINE_float('bandwidth_tbs', 3.35, 'Accelerator memory bandwidth, TB/s.')
-_JSON = flags.DEFINE_bool('json', False, 'Print one JSON line at the end.')
 
 
 def _cost(lowered) -> tuple[float, float]:
-  cost = lowered.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0]
-  return float(cost.get('flops', 0.0)), float(cost.get('bytes accessed', 0.0))
+  return xla_cost.flops_and_bytes(lowered.cost_analysis())
 
 
 def main(argv):
@@ -43,10 +37,7 @@ def main(argv):
   from difcon_jax import train
   from difcon_jax.augment import kernel
   from difcon_jax.augment import params as augment_params
-  spec = importlib.util.spec_from_file_location('cfg', _CONFIG.value)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = xla_cost.read_config()
   config.batch_size = _BATCH.value
   b, p = _BATCH.value, _PEAKS.value
   aug_cfg = augment_params.config(config.augmentation, config.num_bins, config.two_theta_max, render_chunk=b)
@@ -60,17 +51,17 @@ def main(argv):
   step_flops, step_bytes = _cost(step.lower(state, batch))
   augment = jax.jit(lambda key, tt, y: kernel.augment_batch(key, tt, y, aug_cfg))
   aug_flops, aug_bytes = _cost(augment.lower(jax.eval_shape(lambda: jax.random.key(0)), f32(b, p), f32(b, p)))
-  peak, bw = _PEAK_FLOPS.value * 1e12, _BANDWIDTH.value * 1e12
+  peak, bw = xla_cost.PEAK_TFLOPS.value * 1e12, xla_cost.BANDWIDTH_TBS.value * 1e12
   per = lambda x: x / b
   result = {
-      'config': _CONFIG.value, 'batch': b, 'bf16': bool(config.model.bf16),
+      'config': xla_cost.CONFIG.value, 'batch': b, 'bf16': bool(config.model.bf16),
       'step_gflops_per_example': per(step_flops) / 1e9, 'step_mbytes_per_example': per(step_bytes) / 1e6,
       'augment_mflops_per_example': per(aug_flops) / 1e6, 'augment_mbytes_per_example': per(aug_bytes) / 1e6,
       'step_bound_examples_per_s': min(peak / per(step_flops), bw / per(step_bytes)),
       'step_compute_bound_examples_per_s': peak / per(step_flops),
       'step_memory_bound_examples_per_s': bw / per(step_bytes),
       'augment_bound_patterns_per_s': min(peak / per(aug_flops), bw / per(aug_bytes)),
-      'peak_tflops': _PEAK_FLOPS.value, 'bandwidth_tbs': _BANDWIDTH.value,
+      'peak_tflops': xla_cost.PEAK_TFLOPS.value, 'bandwidth_tbs': xla_cost.BANDWIDTH_TBS.value,
   }
   print(f"training step: {result['step_gflops_per_example']:.2f} GFLOP and {result['step_mbytes_per_example']:.1f} MB"
         f" per example -> at most {result['step_bound_examples_per_s']:,.0f} examples/s "
@@ -78,7 +69,7 @@ def main(argv):
         f"{result['step_memory_bound_examples_per_s']:,.0f}); augmentation: "
         f"{result['augment_mflops_per_example']:.1f} MFLOP and {result['augment_mbytes_per_example']:.2f} MB per "
         f"pattern -> at most {result['augment_bound_patterns_per_s']:,.0f} patterns/s")
-  if _JSON.value:
+  if xla_cost.JSON.value:
     print(json.dumps(result))
 
 

@@ -16,7 +16,6 @@ With --json the last line is {"ceiling_examples_per_s", "layers": [...], ...}.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -28,14 +27,12 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
-_CONFIG = flags.DEFINE_string('config_file', 'configs/difcon_barlow.py', 'Config file.')
+import xla_cost  # pylint: disable=g-import-not-at-top  (beside this file)
+
 _BATCH = flags.DEFINE_integer('batch', 64, 'Examples per analysed call (costs are reported per example).')
-_PEAK = flags.DEFINE_float('peak_tflops', 989.0, 'Accelerator dense TFLOP/s at the network precision.')
-_BW = flags.DEFINE_float('bandwidth_tbs', 3.35, 'Accelerator memory bandwidth, TB/s.')
 _FOLD = flags.DEFINE_integer('stem_fold', 1, 'Fold the input into this many channels before the stem.')
 _FUSED = flags.DEFINE_bool('fused_norm', False, 'Count normalisation passes as fused into the convolutions.')
 _ANALYSIS = flags.DEFINE_enum('analysis', 'lowered', ['lowered', 'compiled'], 'Which cost analysis (see _cost).')
-_JSON = flags.DEFINE_bool('json', False, 'Print one JSON line at the end.')
 
 
 def _cost(fn, *args) -> tuple[float, float]:
@@ -43,10 +40,8 @@ def _cost(fn, *args) -> tuple[float, float]:
   # 'lowered': per HLO op before fusion (a convolution's exact reads and writes; every elementwise op of a norm
   # counted as its own pass: pessimistic); 'compiled': after the CPU backend's fusion (norm passes fused; bf16
   # convolutions emulated in float32 on a CPU: their bytes pessimistic).
-  cost = lowered.cost_analysis() if _ANALYSIS.value == 'lowered' else lowered.compile().cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0]
-  return float(cost.get('flops', 0.0)), float(cost.get('bytes accessed', 0.0))
+  return xla_cost.flops_and_bytes(
+      lowered.cost_analysis() if _ANALYSIS.value == 'lowered' else lowered.compile().cost_analysis())
 
 
 def conv_cost(batch, length, c_in, c_out, kernel, stride, dtype) -> tuple[float, float]:
@@ -113,14 +108,11 @@ def layers(model_cfg, num_bins: int, fold: int) -> list[dict]:
 
 def main(argv):
   del argv
-  spec = importlib.util.spec_from_file_location('cfg', _CONFIG.value)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = xla_cost.read_config()
   from difcon_jax import train  # pylint: disable=g-import-not-at-top
   views = train.num_views(config)
   dtype = jnp.bfloat16 if config.model.bf16 else jnp.float32
-  b, peak, bw = _BATCH.value, _PEAK.value * 1e12, _BW.value * 1e12
+  b, peak, bw = _BATCH.value, xla_cost.PEAK_TFLOPS.value * 1e12, xla_cost.BANDWIDTH_TBS.value * 1e12
   rows, total = [], 0.0
   for layer in layers(config.model, config.num_bins, _FOLD.value):
     if layer['kind'] == 'conv':
@@ -136,13 +128,13 @@ def main(argv):
                  'bound': 'memory' if t_memory > t_compute else 'compute'})
     total += max(t_compute, t_memory) * views
   compute_only = sum(r['compute_us'] for r in rows) * views / 1e6
-  result = {'config': _CONFIG.value, 'analysis': _ANALYSIS.value, 'views': views, 'stem_fold': _FOLD.value, 'fused_norm': _FUSED.value,
+  result = {'config': xla_cost.CONFIG.value, 'analysis': _ANALYSIS.value, 'views': views, 'stem_fold': _FOLD.value, 'fused_norm': _FUSED.value,
             'ceiling_examples_per_s': 1.0 / total, 'compute_only_examples_per_s': 1.0 / compute_only,
             'memory_bound_layers': sum(r['bound'] == 'memory' for r in rows), 'layers_analysed': len(rows),
             'memory_bound_share_of_time': sum(max(r['compute_us'], r['memory_us']) for r in rows
                                               if r['bound'] == 'memory') /
                                           sum(max(r['compute_us'], r['memory_us']) for r in rows),
-            'peak_tflops': _PEAK.value, 'bandwidth_tbs': _BW.value, 'layers': rows}
+            'peak_tflops': xla_cost.PEAK_TFLOPS.value, 'bandwidth_tbs': xla_cost.BANDWIDTH_TBS.value, 'layers': rows}
   print(f"{'layer':32s} {'GFLOP':>8s} {'MB':>8s} {'compute µs':>11s} {'memory µs':>10s}  bound")
   for r in rows:
     print(f"{r['name']:32s} {r['gflop']:8.3f} {r['mbytes']:8.2f} {r['compute_us']:11.3f} {r['memory_us']:10.3f}  "
@@ -150,7 +142,7 @@ def main(argv):
   print(f"ceiling: {result['ceiling_examples_per_s']:,.0f} examples/s ({views} views; compute alone "
         f"{result['compute_only_examples_per_s']:,.0f}); {result['memory_bound_layers']} of {len(rows)} layers "
         f"memory-bound, {100 * result['memory_bound_share_of_time']:.0f}% of the time")
-  if _JSON.value:
+  if xla_cost.JSON.value:
     print(json.dumps(result))
 
 
