@@ -159,6 +159,7 @@ def test_zero_shift_moves_the_pattern():
   assert int(jnp.argmax(shifted)) - int(jnp.argmax(base)) == 10
 
 
+@pytest.mark.slow
 def test_train_and_invariance_distributions_do_not_overlap():
   train, test = params.distribution('train'), params.distribution('invariance_test')
   assert set(train) == set(test)

@@ -339,6 +339,7 @@ def test_counting_noise_scales_with_the_signal():
 
 # ----------------------------------------------------------------------------------------- draws and ranges
 
+@pytest.mark.slow
 def test_lab_draws_respect_their_ranges_and_rates():
   d = CFG.dist
   draws = _draws(4096, 4, seed=7)
@@ -393,6 +394,7 @@ def test_window_limits_are_per_distribution():
 
 # ------------------------------------------------------------------------------------ callers and robustness
 
+@pytest.mark.slow
 def test_augment_fn_takes_hkl_and_cell_or_not():
   rng = np.random.default_rng(8)
   tt, y = _lines([25.0, 40.0, 70.0], batch=4, p=8)
@@ -414,6 +416,7 @@ def test_augment_fn_takes_hkl_and_cell_or_not():
   assert all(np.abs(with_hkl[i] - without[i]).max() > 1e-3 for i in np.flatnonzero(oriented))
 
 
+@pytest.mark.slow
 def test_chunked_lab_rendering_with_hkl_is_the_vmapped_one():
   rng = np.random.default_rng(9)
   tt = np.sort(rng.uniform(5, 115, (7, 32)), 1).astype(np.float32)
@@ -430,6 +433,7 @@ def test_chunked_lab_rendering_with_hkl_is_the_vmapped_one():
   np.testing.assert_allclose(run(3), run(7), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_plot_command_shows_lab(tmp_path):
   out = tmp_path / 'lab.png'
   run = subprocess.run([sys.executable, '-m', 'difcon_jax.augment', '--plot', str(out), '--distribution', 'lab',
@@ -458,6 +462,7 @@ print('max difference', float(np.abs(np.asarray(one) - np.asarray(two)).max()))
 '''
 
 
+@pytest.mark.slow
 def test_lab_rendering_with_hkl_is_the_same_on_two_devices():
   """Under a mesh each device renders its share of the batch, hkl and cells included."""
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}

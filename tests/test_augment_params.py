@@ -37,6 +37,7 @@ def _kernel_config(config):
   return params.config(config.augmentation, GRID['num_bins'], GRID['two_theta_max'], overrides=config.get('augment'))
 
 
+@pytest.mark.slow
 def test_a_range_set_in_the_config_reaches_the_draws_and_the_pattern():
   # What the kernel draws: every U of a batch inside the range the config set (train's own is [0, 2e-4]).
   cfg = _kernel_config(_config('train', U=(3e-4, 5e-4)))

@@ -10,6 +10,7 @@ from absl import flags
 
 from difcon_jax.io import cli
 import numpy as np
+import pytest
 
 from conftest import STRUCTURES
 import input_helpers
@@ -17,6 +18,7 @@ import input_helpers
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_help_exits_0_and_shows_the_configs_and_one_spelling_per_flag():
   procs = {m: subprocess.Popen([sys.executable, '-m', f'difcon_jax.{m}', '--help'], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, cwd=ROOT)

@@ -28,6 +28,7 @@ def _run(*args, **kw):
   return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('which', ['equivariance', 'invariance', 'experimental'])
 def test_evaluate_writes_metrics_and_pictures(setup, which, tmp_path):
   """The counts are those of the set (every pattern once, the true classes its labels) and the crystal-system
@@ -72,6 +73,7 @@ def test_hand_features():
   assert f[0, :3].tolist() == [5.0, 12.0, 0.0] and f[0, 10] == 2  # sorted, >90° and weak peaks left out
 
 
+@pytest.mark.slow
 def test_sweep_two_run_grid(setup, tmp_path):
   corpus, _, measured = setup
   sweep = tmp_path / 'toy.py'

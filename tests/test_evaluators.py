@@ -4,6 +4,7 @@ runs at its own cadence, and checkpoints are never chosen on measured patterns."
 import json
 import os
 
+import pytest
 
 from difcon_jax import config_base
 from difcon_jax.evaluation import sets as eval_sets
@@ -15,6 +16,7 @@ from difcon_jax.training import config_checks
 import train_helpers
 
 
+@pytest.mark.slow
 def test_sets_from_the_config_run_at_their_own_cadence(tiny_corpus, tmp_path):
   c = train_helpers.tiny_config(tiny_corpus, steps=2)
   c.evals.experimental.data = train_helpers.measured_npz(tiny_corpus, tmp_path / 'measured.npz')

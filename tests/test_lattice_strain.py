@@ -80,6 +80,7 @@ def test_padding_stays_and_a_line_pushed_past_180_degrees_leaves():
   assert y[0] == 0.0
 
 
+@pytest.mark.slow
 def test_lab_draws_and_the_other_distributions():
   cfg = params.config('lab')
   draws = jax.jit(lambda k: kernel.sample_draws(k, cfg, 4096, 4))(jax.random.key(3))
@@ -96,6 +97,7 @@ def test_lab_draws_and_the_other_distributions():
   assert 'lattice_strain' not in kernel.sample_draws(jax.random.key(0), params.config('train'), 2, 4)
 
 
+@pytest.mark.slow
 def test_rendered_line_moves_where_the_strained_cell_puts_it():
   """A lone cubic 200 line in an otherwise quiet lab pattern: its peak bin is where Bragg's law puts 200 of the
   strained cell, not of the corpus cell."""

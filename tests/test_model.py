@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from difcon_jax.crystallography import spacegroups
 from difcon_jax.models import heads
@@ -58,6 +59,7 @@ def test_index_tables():
     assert heads.SYSTEM_GROUPS[cs][heads.SG_INDEX_IN_SYSTEM[sg]] == sg
 
 
+@pytest.mark.slow
 def test_poolings_give_the_same_outputs_and_attention_sees_positions():
   x = jax.random.normal(jax.random.key(0), (3, 2000))
   for pooling in ('mean', 'flatten', 'attention'):

@@ -157,6 +157,7 @@ def _run(*args):
   return run
 
 
+@pytest.mark.slow
 def test_evaluate_rows_are_predict_rows(measured_folder, tmp_path):
   """The bundled model: evaluate's predictions.csv ranks every pattern as predict does, and its metrics are those
   of its rows."""

@@ -152,6 +152,7 @@ def test_ranked_space_groups_follow_the_predicted_system(trained):
       assert spacegroups.crystal_system_index(int(sg[i, r])) == cs[i]
 
 
+@pytest.mark.slow
 def test_prediction_on_eight_devices_matches_one(trained, tmp_path):
   code = ('import sys, numpy as np; from difcon_jax.inference import model; m = model.Model(sys.argv[1]); '
           'x = np.random.default_rng(0).uniform(0, 1, (16, m.config.num_bins)).astype(np.float32); '

@@ -226,6 +226,7 @@ def predicted(tmp_path_factory):
   return run, tmp, sorted(os.listdir(folder))
 
 
+@pytest.mark.slow
 def test_predict_prints_tables_and_writes_the_narrow_csv_and_the_report(predicted):
   run, tmp, files = predicted
   assert run.returncode == 1, run.stderr[-2000:]  # broken.xy failed, the others were predicted
@@ -249,6 +250,7 @@ def _chromium():
   return next((p for p in map(shutil.which, ('chromium', 'chromium-browser', 'google-chrome')) if p), None)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_chromium() is None, reason='Chromium is not installed (Debian: apt-get install chromium; '
                     '.ci/run installs it when the package mirror can be reached)')
 def test_the_report_renders_in_a_browser(predicted):

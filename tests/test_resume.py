@@ -23,6 +23,7 @@ def _cut(folder):
       os.truncate(path, os.path.getsize(path) // 2)
 
 
+@pytest.mark.slow
 def test_a_changed_model_is_refused_before_the_workdir_is_touched(tiny_workdir, tmp_path):
   from difcon_jax import train
   import train_helpers
@@ -39,6 +40,7 @@ def test_a_changed_model_is_refused_before_the_workdir_is_touched(tiny_workdir, 
     assert {p: (work / p).read_bytes() for p in before} == before
 
 
+@pytest.mark.slow
 def test_a_resume_with_another_corpus_or_recipe_is_refused_before_the_workdir_is_touched(tiny_workdir, tmp_path):
   """Same model, other training: another corpus, learning rate or augmentation range would silently go on with
   other data or another recipe; steps (the cadence fields) may change."""
@@ -81,6 +83,7 @@ def test_a_config_json_of_an_older_trainer_resumes_under_its_own_config(tmp_path
   assert [r[0] for r in refused] == ['augment.U'] and allowed == [('steps', 2, 9)]
 
 
+@pytest.mark.slow
 def test_resume_writes_each_step_once(tiny_workdir, tmp_path):
   """Rows written after the last checkpoint by a killed run are dropped and written once more."""
   from difcon_jax import train

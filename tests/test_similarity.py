@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from difcon_jax import similarity
 import input_helpers
@@ -56,6 +57,7 @@ def test_render_views_structure_major_and_reproducible(tiny_corpus):
   assert np.array_equal(x, again) and np.array_equal(structure, structure_again)
 
 
+@pytest.mark.slow
 def test_command_side_by_side(tiny_corpus, tiny_workdir, tmp_path):
   out = tmp_path / 'figure4.png'
   run = subprocess.run([sys.executable, '-m', 'difcon_jax.similarity', f'--corpus={tiny_corpus}',

@@ -55,6 +55,7 @@ def test_a_finished_run_started_again_changes_nothing(tiny_workdir):
   assert open(os.path.join(tiny_workdir, 'final_metrics.json')).read() == before
 
 
+@pytest.mark.slow
 def test_resume_reaches_the_same_parameters(tiny, tmp_path):
   straight, _ = train.train_and_evaluate(train_helpers.tiny_config(tiny, steps=4), str(tmp_path / 'a'))
   train.train_and_evaluate(train_helpers.tiny_config(tiny, steps=2), str(tmp_path / 'b'))
@@ -74,6 +75,7 @@ def test_resume_reaches_the_same_parameters(tiny, tmp_path):
   assert 0 < at_two['train/wall_s'] < final['train/wall_s']
 
 
+@pytest.mark.slow
 def test_a_kill_during_saving_loses_no_saved_checkpoint(tiny, tmp_path):
   """SIGKILL a run that saves at every step (so it is most likely inside a save), then resume it."""
   import signal
@@ -104,6 +106,7 @@ def test_a_kill_during_saving_loses_no_saved_checkpoint(tiny, tmp_path):
   assert int(state.step) == latest + 1
 
 
+@pytest.mark.slow
 def test_static_augmentation_is_fixed_per_example(tiny):
   """CNNstatic: an example's views depend on its dataset index only, not on the step's key, its place in the batch
   or its neighbours; the same peaks under another index get another augmentation."""
@@ -126,6 +129,7 @@ def test_static_augmentation_is_fixed_per_example(tiny):
   assert np.abs(c[0, 0] - c[0, 1]).max() > 0.05 and np.abs(c[0, 0] - a[0, 0]).max() > 0.05
 
 
+@pytest.mark.slow
 def test_views_two_for_every_model_of_an_ablation(tiny):
   """config.views=2 gives a supervised CNN two different augmented views per example (the ablation's equal
   patterns and cost per step); 0 keeps what the loss needs; a contrastive loss refuses fewer than two."""
@@ -149,6 +153,7 @@ def test_views_two_for_every_model_of_an_ablation(tiny):
   assert train.num_views(config) == 2
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one(tiny, tmp_path):
   """Two LARS steps at learning rate 1 (train_helpers.data_parallel_params) with the global batch split over 8 CPU
   devices give the parameters and BatchNorm statistics of the same steps on one device: the gradients and the
@@ -171,6 +176,7 @@ def test_eight_devices_match_one(tiny, tmp_path):
     np.testing.assert_allclose(got['8/' + k], got['1/' + k], rtol=2e-4, atol=2e-5, err_msg=k)
 
 
+@pytest.mark.slow
 def test_the_gradient_is_all_reduced_once_per_step(tiny):
   """Compiled for 8 CPU devices, the step all-reduces the gradient once, as one vector of the parameters' size
   (two views: a per-use reduction would send it twice), plus one small vector of BatchNorm statistics and metrics
@@ -192,6 +198,7 @@ def test_the_gradient_is_all_reduced_once_per_step(tiny):
   assert got['cross']['allreduce_ops'] > local['allreduce_ops'] + 2, got['cross']
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tiny, tmp_path):
   """The multi-host path for real: two CPU processes joined by jax.distributed (gloo collectives), one device
   each, train two steps with checkpoints and evaluation; their parameters equal those of one process with two
@@ -318,6 +325,7 @@ def test_bf16_computes_in_bfloat16_and_returns_float32(tiny):
   assert 0 < diff < 0.05 * scale, (diff, scale)
 
 
+@pytest.mark.slow
 def test_ema_step_averages_the_new_parameters(tiny):
   """ema_decay: after a step, ema = decay · ema + (1 - decay) · new parameters (the initial EMA is the initial
   parameters); the evaluation and inference read the EMA (see the checkpoint test above)."""
@@ -341,6 +349,7 @@ def test_ema_step_averages_the_new_parameters(tiny):
   assert max(moved) > 1e-3  # the step did move the parameters
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_the_run_at_that_step(tiny, tmp_path, monkeypatch):
   """The first non-finite loss stops training with an error that names the step, before anything is saved."""
   from difcon_jax.training import losses
@@ -355,6 +364,7 @@ def test_a_nan_loss_stops_the_run_at_that_step(tiny, tmp_path, monkeypatch):
   assert not list((tmp_path / 'checkpoints').glob('[0-9]*'))
 
 
+@pytest.mark.slow
 def test_a_loss_above_the_bound_stops_the_run_before_anything_is_saved(tiny, tmp_path):
   """config.max_loss: a finite loss above it stops training (DivergedError, a FloatingPointError) at the first check,
   before the evaluation and the checkpoint of that step; the last good checkpoint is named (none yet)."""

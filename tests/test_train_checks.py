@@ -49,6 +49,7 @@ def test_config_errors_name_each_bad_field():
   assert len(config_checks.config_errors(c)) == 2
 
 
+@pytest.mark.slow
 def test_train_refuses_bad_configs_and_unknown_fields_in_one_line(tmp_path):
   for args in (['--config.steps=-1'], ['--config.best_metric=nope'], ['--config.x=1'], ['--config.model.nope=2']):
     run = input_helpers.run('-m', 'difcon_jax.train', '--config=configs/quickstart.py', f'--workdir={tmp_path / "w"}', *args)

@@ -37,6 +37,7 @@ def test_anodes():
     wl.anode_wavelength('Xx')
 
 
+@pytest.mark.slow
 def test_predict_wavelength_flag_is_the_measurement_wavelength(tmp_path):
   """predict --wavelength: a Mo Kα scan whose file states no wavelength, or the wrong one, is predicted exactly as
   the same scan whose header says 0.7107 Å (the flag comes before the file's header), with a warning only where the
