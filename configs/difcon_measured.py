@@ -1,7 +1,7 @@
 r"""The paper-size DIFCON with what most changed the CPU recipe's accuracy on measured patterns: the `lab` distribution.
 
   python -m difcon_jax.train --config=configs/difcon_measured.py --workdir=runs/difcon_measured \
-      --config.corpus=corpora/icsd
+      [--config.corpus=corpora/icsd]
 
 configs/difcon_barlow.py (the paper's model, its network, optimiser and schedule) trained on the laboratory
 augmentation instead of Table 1's: the change that lifted the small CPU network's crystal system on measured

@@ -38,7 +38,11 @@ def default_evals() -> ml_collections.ConfigDict:
 def paper_config() -> ml_collections.ConfigDict:
   """DIFCON with Barlow Twins (paper section 4.5), sized for accelerators."""
   c = ml_collections.ConfigDict()
-  c.corpus = 'corpora/icsd'  # a corpus built by python -m difcon_jax.data.build
+  # Real structures by default: the Materials Project corpus a user builds with
+  # python -m difcon_jax.data.build --cifs ../shared/data/mp_structures.tar.xz --out runs/mp (or any corpus of
+  # data.build: COD, a licensed ICSD export). The paper-size configs have not been trained on it: untested until an
+  # accelerator run (docs/model_card.md says what the CPU recipes showed on it).
+  c.corpus = 'runs/mp'
   c.seed = 0  # parameters, data order and training draws (streams of it: train.INIT_STREAM, ...)
   c.eval_seed = 1  # the fixed draws of the evaluation sets (each pattern's from fold_in(key(eval_seed), index))
   c.distributed = False  # True: jax.distributed.initialize() (several hosts; see launch/)

@@ -1,7 +1,7 @@
 r"""The paper's ablation (Table of section 4): HAND, CNNstatic, CNNaug, DIFCON-SimCLR, DIFCON-Barlow.
 
   python launch/sweep.py --sweep=configs/sweeps/paper_ablation.py --root=runs/ablation \
-      --set=corpus=corpora/icsd --experimental=PATTERNS.npz [--results_csv=FILE.csv --results_md=FILE.md]
+      [--set=corpus=corpora/icsd] --experimental=PATTERNS.npz [--results_csv=FILE.csv --results_md=FILE.md]
 
 Each model trains with its own config file (the paper-size network, an accelerator's work); HAND trains its trees
 on the same corpus. The table shows the paper's numbers (PAPER) under each model. The same ablation at the scale
@@ -9,7 +9,7 @@ of a 2-core CPU, with two seeds per network, is configs/sweeps/cpu_ablation.py; 
 and the section "The paper's ablation at CPU scale" of docs/results.md.
 """
 
-CORPUS = 'corpora/icsd'
+CORPUS = 'runs/mp'  # real structures: data.build --cifs ../shared/data/mp_structures.tar.xz --out runs/mp
 
 # The paper's numbers (section 4: CNNstatic, CNNaug, DIFCON with Barlow Twins; HAND section 4.2, no invariance
 # figure; no numbers are given for SimCLR) for the table's paper rows, as fractions.
