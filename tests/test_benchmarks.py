@@ -45,3 +45,8 @@ def test_predict_index_throughput_measures_both_sides():
   assert out['network_patterns_per_s'] > 0 and out['network_and_index_patterns_per_s'] > 0
   assert out['ratio'] == pytest.approx(out['network_and_index_patterns_per_s'] / out['network_patterns_per_s'])
   assert out['patterns'] == 4 and out['budget_s'] == 0.3
+  # The search's CPU time, spent in its worker process, is counted; the network alone starts no process.
+  assert out['network_and_index_child_cpu_s_per_pattern'] > 0 and out['network_child_cpu_s_per_pattern'] == 0
+  assert out['network_and_index_cpu_s_per_pattern'] > out['network_cpu_s_per_pattern'] > 0
+  assert out['idle_machine_seconds_per_1000_with_index'] == pytest.approx(
+      1000 * out['network_and_index_cpu_s_per_pattern'] / os.cpu_count())
