@@ -86,6 +86,8 @@ def define_flags():
   flags.DEFINE_string('out', None, 'Output folder (default: CHECKPOINT/eval_SET, or runs/eval_SET for the '
                       'bundled model).')
   flags.DEFINE_integer('batch_size', 64, 'Patterns per model call.')
+  flags.DEFINE_integer('examples', None, 'Simulated sets: the first this many test structures (default: all; '
+                       'with --index a search of each costs up to --index_budget CPU seconds).')
   flags.DEFINE_integer('figure_structures', 24, 'Structures in the embedding-similarity picture.')
   flags.DEFINE_bool('index', False, 'Score DIFCON+INDEX: search each pattern\'s cells (difcon_jax/autoindex) and '
                     'rank the crystal systems by the network and the cells together (the model\'s combination.json, '
@@ -205,6 +207,7 @@ def check_flags() -> bool:
                    'a training workdir or exported model (with config.json)')
   checks.number('batch_size', FLAGS.batch_size, 1, integer=True)
   checks.number('figure_structures', FLAGS.figure_structures, 1, integer=True)
+  checks.number('examples', FLAGS.examples, 1, integer=True, allow_none=True)
   simulated = _simulated_sets()
   checks.require(FLAGS.set == 'experimental' or FLAGS.set in simulated, 'set', FLAGS.set,
                  f'experimental or a simulated set of the model ({", ".join(simulated)})')
@@ -244,6 +247,8 @@ def _refuse_ignored_flags(checks: cli.Checks) -> None:
           '(the picture is of simulated structures)', file=sys.stderr)
   for name in ('data', 'labels'):
     checks.require(not given(name) or measured_set, name, FLAGS[name].value, 'only with --set=experimental')
+  checks.require(not (given('examples') and measured_set), 'examples', FLAGS.examples,
+                 'only with a simulated set (the measured set is evaluated whole)')
   if measured_set and given('labels') and FLAGS.data and FLAGS.data.endswith('.npz'):
     checks.require(False, 'labels', FLAGS.labels, 'only with a folder for --data (an .npz holds its own labels)')
   if given('weights') and FLAGS.checkpoint is not None and not workdir_lib.is_training_workdir(FLAGS.checkpoint):
@@ -317,7 +322,7 @@ def evaluate_simulated(model: inference.Model, out_dir: epath.Path) -> Evaluated
   eval_seed = model.config.get('eval_seed', config_base.paper_config().eval_seed)
   try:
     data = evaluators.simulated_set(model.config, FLAGS.set, corpus=corpus, batch_size=FLAGS.batch_size,
-                                    seed=eval_seed, mesh=model.mesh)
+                                    examples=FLAGS.examples, seed=eval_seed, mesh=model.mesh)
   except corpus_lib.CorpusError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -59,6 +59,21 @@ def test_evaluate_writes_metrics_and_pictures(setup, which, tmp_path):
     assert -1 <= m['similarity_between_structures'] <= 1 and -1 <= m['similarity_within_structure'] <= 1
 
 
+def test_evaluate_examples_takes_the_first_structures(setup, tmp_path):
+  from difcon_jax.data import corpus as corpus_lib
+  corpus, work, measured = setup
+  run = _run('-m', 'difcon_jax.evaluate', f'--checkpoint={work}', '--set=equivariance', f'--out={tmp_path}',
+             '--figure_structures=3', '--examples=5')
+  assert run.returncode == 0, run.stderr[-1500:]
+  m = json.load(open(tmp_path / 'metrics.json'))
+  truth = corpus_lib.load_arrays(corpus, 'test')['crystal_system'][:5]
+  assert m['examples'] == 5
+  np.testing.assert_array_equal(np.array(m['crystal_system_confusion']).sum(1), np.bincount(truth, minlength=7))
+  run = _run('-m', 'difcon_jax.evaluate', f'--checkpoint={work}', '--set=experimental', f'--data={measured}',
+             f'--out={tmp_path / "m"}', '--examples=5')
+  assert run.returncode == 2 and '--examples=5' in run.stderr and 'only with a simulated set' in run.stderr
+
+
 def test_hand_baseline(setup):
   corpus, _, measured = setup
   results = hand.run(corpus, measured, trees=20)
