@@ -80,7 +80,8 @@ def define_flags():
                     'config.best_metric) or its latest one (the step of final_metrics.json).')
   flags.DEFINE_string('set', 'equivariance', 'Test set: experimental (measured patterns, --data) or a simulated '
                       "set of the model's config.evals (equivariance, invariance, invariance_nuisance by default).")
-  flags.DEFINE_string('corpus', None, 'Corpus for the simulated sets (default: the one the model trained on).')
+  flags.DEFINE_string('corpus', None, 'Corpus for the simulated sets (default: the set\'s own corpus in the '
+                      'model\'s config, else the one the model trained on).')
   flags.DEFINE_string('data', None, 'Measured patterns for --set=experimental (.npz or folder).')
   flags.DEFINE_string('labels', None, 'labels.csv for a folder of measured patterns.')
   flags.DEFINE_string('out', None, 'Output folder (default: CHECKPOINT/eval_SET, or runs/eval_SET for the '
@@ -293,16 +294,16 @@ def evaluate_measured(model: inference.Model, out_dir: epath.Path) -> Evaluated 
 
 
 def _simulated_corpus(model: inference.Model) -> str | int:
-  """--corpus, else the model's corpus, else (not here: the bundled model's) the bundled sample corpus, built on
-  first use; the exit status when none can be had."""
-  corpus = FLAGS.corpus or model.config.corpus
+  """--corpus, else the set's corpus in the model's config (its entry's own, else the training corpus), else (not
+  here: the bundled model's) the bundled sample corpus, built on first use; the exit status when none can be had."""
+  corpus = FLAGS.corpus or evaluators.simulated_corpus(model.config, FLAGS.set)
   try:
     corpus_lib.dataset_dir(corpus)
   except FileNotFoundError as e:
     if FLAGS.corpus is not None:
       print(f'error: {e} (give --corpus)', file=sys.stderr)
       return cli.USAGE_ERROR
-    print(f"the model's corpus {corpus} is not here: evaluating on the test split of the bundled sample corpus "
+    print(f"the set's corpus {corpus} is not here: evaluating on the test split of the bundled sample corpus "
           f'{sample_lib.CORPUS} (built on first use; --corpus=DIR for another)')
     try:
       corpus = sample_lib.corpus()

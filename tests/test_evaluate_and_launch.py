@@ -74,6 +74,27 @@ def test_evaluate_examples_takes_the_first_structures(setup, tmp_path):
   assert run.returncode == 2 and '--examples=5' in run.stderr and 'only with a simulated set' in run.stderr
 
 
+def test_evaluate_reads_the_corpus_the_set_names(setup, tmp_path):
+  """A set with its own corpus in the model's config (a model trained on real structures scored on the synthetic
+  corpus's sets) is evaluated on that corpus, as the trainer evaluated it, not on the training corpus."""
+  import shutil
+  from difcon_jax.data import corpus as corpus_lib
+  corpus, work, _ = setup
+  model = tmp_path / 'model'
+  shutil.copytree(work, model, ignore=shutil.ignore_patterns('tensorboard'))
+  config = json.load(open(model / 'config.json'))
+  config['corpus'] = str(tmp_path / 'training_corpus_not_here')
+  config['evals']['equivariance']['corpus'] = corpus
+  json.dump(config, open(model / 'config.json', 'w'))
+  run = _run('-m', 'difcon_jax.evaluate', f'--checkpoint={model}', '--set=equivariance', f'--out={tmp_path / "e"}',
+             '--figure_structures=3', '--examples=4')
+  assert run.returncode == 0, run.stderr[-1500:]
+  assert 'not here' not in run.stdout
+  m = json.load(open(tmp_path / 'e' / 'metrics.json'))
+  truth = corpus_lib.load_arrays(corpus, 'test')['crystal_system'][:4]
+  np.testing.assert_array_equal(np.array(m['crystal_system_confusion']).sum(1), np.bincount(truth, minlength=7))
+
+
 def test_hand_baseline(setup):
   corpus, _, measured = setup
   results = hand.run(corpus, measured, trees=20)

@@ -81,13 +81,23 @@ def corpora(config) -> dict[str, str]:
   return out
 
 
-def simulated_distribution(config, name: str) -> str:
-  """The augmentation distribution of simulated set `name` of a config (e.g. 'invariance' -> 'invariance_test')."""
+def _simulated_spec(config, name: str):
   spec = specs(config).get(name)
   if spec is None or spec['kind'] != 'simulated':
     raise KeyError(f'{name!r} is not a simulated evaluation set of the config '
                    f'({", ".join(n for n, s in specs(config).items() if s["kind"] == "simulated")})')
-  return spec['distribution']
+  return spec
+
+
+def simulated_distribution(config, name: str) -> str:
+  """The augmentation distribution of simulated set `name` of a config (e.g. 'invariance' -> 'invariance_test')."""
+  return _simulated_spec(config, name)['distribution']
+
+
+def simulated_corpus(config, name: str) -> str:
+  """The corpus whose test split simulated set `name` renders: the entry's own `corpus`, else config.corpus (the
+  trainer's choice, so that evaluate scores the set the trainer scored)."""
+  return _simulated_spec(config, name).get('corpus') or config.corpus
 
 
 def enabled(config) -> dict:
@@ -109,7 +119,7 @@ def simulated_set(config, name: str, *, corpus: str | None = None, batch_size: i
   seed: instead of config.eval_seed (the paper's for a config written before it existed); mesh, cache: as
   eval_sets.SimulatedSet. Raises KeyError when `name` is not a simulated set of the config."""
   distribution = simulated_distribution(config, name)
-  corpus = corpus or specs(config)[name].get('corpus') or config.corpus
+  corpus = corpus or simulated_corpus(config, name)
   if seed is None:
     seed = config.get('eval_seed', config_base.paper_config().eval_seed)
   return eval_sets.SimulatedSet(corpus, distribution, config.num_bins, config.two_theta_max,
