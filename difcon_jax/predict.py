@@ -62,7 +62,7 @@ def define_flags():
                     'programs) or summary (first label per head and the ranked space groups in one cell).')
   flags.DEFINE_string('report', None, 'Also write an HTML report into this folder (DIR/index.html: plots of each '
                       'pattern as read and as the model saw it, predictions as bars, a sortable table).')
-  flags.DEFINE_bool('index', True, 'Search unit cells from the picked peaks (difcon_jax/indexing) and rank the '
+  flags.DEFINE_bool('index', True, 'Search unit cells from the picked peaks (difcon_jax/autoindex) and rank the '
                     'crystal systems by the network and the cells together (indexing/combine.py, fitted for the model: '
                     'its combination.json; a model without one keeps the network\'s ranking and says so); the '
                     'extinction groups and space groups follow. Adds the cells (index_*, cell_*, <system>_cell '
@@ -71,7 +71,7 @@ def define_flags():
                      'search out of time keeps the network\'s ranking and says so.')
   flags.DEFINE_integer('index_workers', None, 'With --index: search processes (default: the CPU cores).')
   flags.DEFINE_bool('check_cells', False, 'Also say whether a cell of the predicted crystal system indexes the '
-                    'picked peaks (columns cell_check, cell_check_m: its M20, cell_check_cell; difcon_jax/indexing).')
+                    'picked peaks (columns cell_check, cell_check_m: its M20, cell_check_cell; difcon_jax/autoindex).')
 
 
 def prepare(path, grid, wavelength, remove_background=True,
