@@ -1,6 +1,8 @@
 """The host-side input pipeline: deterministic per (seed, step), per-epoch permutations, disjoint host slices."""
 
 import itertools
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -65,8 +67,6 @@ def test_prefetch_resumes_at_a_step(corpus_path):
 def test_closing_prefetch_waits_for_its_thread(corpus_path):
   """A program that closes its batches and exits must not leave the thread inside a device transfer: that aborts
   the interpreter at exit after the work is done."""
-  import threading
-  import time
   data = input_pipeline.PeakBatches(corpus_path, 'train', 8, seed=0)
   entered = threading.Event()
 
